@@ -1,0 +1,137 @@
+//! Where the real services started by `cargo xtask test` are, for the workspace's tests.
+//!
+//! The harness hands every address to the tests through environment variables. A test that needs
+//! a service and does not get it fails with the reason and the command that provides it; nothing
+//! here skips.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// How to get the services when a variable is missing.
+const HOW_TO_GET: &str = "run the suite with `cargo xtask test` (it starts PostgreSQL, moto and \
+                          friends), or start them with `cargo xtask test --serve` and export the \
+                          variables it prints";
+
+/// The value of a variable the harness sets; panics with instructions when it is missing.
+///
+/// # Panics
+/// When the variable is not set, with the reason and how to get the service.
+#[must_use]
+pub fn require_env(var: &str, what: &str) -> String {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => value,
+        _ => panic!("{what} is not available: {var} is not set; {HOW_TO_GET}"),
+    }
+}
+
+/// URL of the harness's PostgreSQL superuser (`postgres://postgres:…@127.0.0.1:port/postgres`).
+#[must_use]
+pub fn pg_url() -> String {
+    require_env("TDSQL_TEST_PG_URL", "the test PostgreSQL")
+}
+
+/// Endpoint URL of the harness's moto server (`http://127.0.0.1:port`).
+#[must_use]
+pub fn aws_endpoint() -> String {
+    require_env("TDSQL_TEST_AWS_ENDPOINT", "the moto server (local AWS APIs)")
+}
+
+/// The hadolint executable installed by the harness.
+#[must_use]
+pub fn hadolint() -> PathBuf {
+    PathBuf::from(require_env("TDSQL_HADOLINT", "hadolint"))
+}
+
+/// The Temporal CLI installed by the harness (`temporal server start-dev`).
+#[must_use]
+pub fn temporal_cli() -> PathBuf {
+    PathBuf::from(require_env("TDSQL_TEMPORAL_CLI", "the Temporal CLI"))
+}
+
+/// The Terraform binary and the CLI config (`TF_CLI_CONFIG_FILE`) that installs the AWS provider
+/// from the local mirror.
+///
+/// # Panics
+/// When the harness could not prepare Terraform, with its reason.
+#[must_use]
+pub fn terraform() -> (PathBuf, PathBuf) {
+    if let Ok(reason) = std::env::var("TDSQL_TEST_TERRAFORM_UNAVAILABLE") {
+        panic!("terraform is not available: {reason}");
+    }
+    (
+        PathBuf::from(require_env("TDSQL_TERRAFORM", "terraform")),
+        PathBuf::from(require_env("TF_CLI_CONFIG_FILE", "the terraform CLI config")),
+    )
+}
+
+/// Parsed connection settings of the harness's PostgreSQL.
+///
+/// # Panics
+/// When the URL is missing or malformed.
+#[must_use]
+pub fn pg_config() -> tokio_postgres::Config {
+    pg_url().parse().expect("TDSQL_TEST_PG_URL is a valid PostgreSQL URL")
+}
+
+/// Connects and drives the connection on the current tokio runtime.
+///
+/// # Panics
+/// When the connection fails, with the reason.
+pub async fn connect(config: &tokio_postgres::Config) -> tokio_postgres::Client {
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to the test PostgreSQL failed: {}", describe(&e)));
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// Creates a database of its own for one test, so tests run in parallel without sharing state,
+/// and returns the settings that point at it.
+///
+/// # Panics
+/// When the database cannot be created.
+pub async fn fresh_database(label: &str) -> tokio_postgres::Config {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let admin = pg_config();
+    let client = connect(&admin).await;
+    let clean: String = label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .take(30)
+        .collect();
+    let name = format!("t_{clean}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+    // CREATE DATABASE cannot run inside the implicit transaction of a multi-statement query.
+    for statement in [format!("DROP DATABASE IF EXISTS {name}"), format!("CREATE DATABASE {name}")] {
+        client
+            .batch_execute(&statement)
+            .await
+            .unwrap_or_else(|e| panic!("`{statement}` failed: {}", describe(&e)));
+    }
+    let mut config = admin;
+    config.dbname(&name);
+    config
+}
+
+/// A PostgreSQL error with the server's message and SQLSTATE (tokio-postgres shows only "db error").
+#[must_use]
+pub fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => error.to_string(),
+    }
+}
+
+/// An AWS SDK config for the harness's moto server, with static test credentials.
+#[cfg(feature = "aws")]
+pub async fn aws_config(region: &'static str) -> aws_config::SdkConfig {
+    let credentials = aws_credential_types::Credentials::from_keys("test", "test", None);
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region))
+        .credentials_provider(credentials)
+        .endpoint_url(aws_endpoint())
+        .load()
+        .await
+}

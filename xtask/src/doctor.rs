@@ -1,0 +1,246 @@
+//! `cargo xtask doctor`: every prerequisite checked at once, one table, one fix per line.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use crate::context::Context;
+use crate::exec::{CARGO, Cmd, DOCKER, TERRAFORM};
+use crate::paths;
+
+/// Arguments of `cargo xtask doctor`.
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {}
+
+/// The outcome of one check.
+#[derive(Debug)]
+pub(crate) struct Check {
+    pub(crate) name: &'static str,
+    pub(crate) ok: bool,
+    /// Version when found, else what went wrong.
+    pub(crate) detail: String,
+    pub(crate) needed_by: &'static str,
+    /// Whether the chosen profile needs it.
+    pub(crate) required: bool,
+    pub(crate) fix: String,
+}
+
+impl DoctorArgs {
+    pub(crate) fn run(self, ctx: &Context) -> Result<()> {
+        let checks = run_checks(ctx);
+        print_table(&checks);
+        let missing: Vec<&str> = checks.iter().filter(|c| c.required && !c.ok).map(|c| c.name).collect();
+        if missing.is_empty() {
+            println!("\nall prerequisites of profile `{}` are present", ctx.profile.name);
+            return Ok(());
+        }
+        bail!(
+            "profile `{}` cannot run here: missing {} (see the fix column above)",
+            ctx.profile.name,
+            missing.join(", ")
+        )
+    }
+}
+
+/// Runs every check; `up` runs the same ones as its preflight.
+pub(crate) fn run_checks(ctx: &Context) -> Vec<Check> {
+    let dsql = ctx.profile.name == "dsql";
+    let mut checks = Vec::new();
+
+    let cli = DOCKER.locate();
+    let cli_ok = cli.is_ok();
+    checks.push(match &cli {
+        Ok(_) => Check {
+            name: "docker CLI",
+            ok: true,
+            detail: version_line(ctx, Cmd::new(DOCKER).arg("--version")),
+            needed_by: "up, down, ps, logs, restart, build",
+            required: true,
+            fix: String::new(),
+        },
+        Err(err) => Check {
+            name: "docker CLI",
+            ok: false,
+            detail: "not found".to_owned(),
+            needed_by: "up, down, ps, logs, restart, build",
+            required: true,
+            fix: err.to_string(),
+        },
+    });
+
+    let engine =
+        cli_ok.then(|| Cmd::new(DOCKER).args(["version", "--format", "{{.Server.Version}}"]).probe(ctx).ok());
+    let engine_ok = matches!(&engine, Some(Some(out)) if out.status.success());
+    checks.push(Check {
+        name: "docker engine",
+        ok: engine_ok,
+        detail: match &engine {
+            Some(Some(out)) if out.status.success() => format!("server {}", out.stdout.trim()),
+            Some(Some(out)) => first_meaningful_line(&out.stderr, "not reachable"),
+            _ => "not checked (no docker CLI)".to_owned(),
+        },
+        needed_by: "up, down, ps, logs, restart, build",
+        required: true,
+        fix: "start a Docker engine: Docker Desktop, or `sudo systemctl start docker` on Linux \
+              (DOCKER_HOST / `docker context use` when it runs elsewhere)"
+            .to_owned(),
+    });
+
+    let buildx = cli_ok.then(|| Cmd::new(DOCKER).args(["buildx", "version"]).probe(ctx).ok()).flatten();
+    checks.push(Check {
+        name: "docker buildx",
+        ok: buildx.as_ref().is_some_and(|o| o.status.success()),
+        detail: buildx.as_ref().map_or("not checked (no docker CLI)".to_owned(), |o| {
+            if o.status.success() { o.first_line() } else { "plugin not installed".to_owned() }
+        }),
+        needed_by: "build, up (when the image is missing)",
+        required: true,
+        fix: "install the buildx plugin (included in Docker Desktop; Debian/Ubuntu: apt-get install \
+              docker-buildx-plugin)"
+            .to_owned(),
+    });
+
+    let compose =
+        cli_ok.then(|| Cmd::new(DOCKER).args(["compose", "version", "--short"]).probe(ctx).ok()).flatten();
+    checks.push(Check {
+        name: "docker compose v2",
+        ok: compose.as_ref().is_some_and(|o| o.status.success()),
+        detail: compose.as_ref().map_or("not checked (no docker CLI)".to_owned(), |o| {
+            if o.status.success() {
+                format!("v{}", o.first_line().trim_start_matches('v'))
+            } else {
+                "plugin not installed".to_owned()
+            }
+        }),
+        needed_by: "up, down, ps, logs, restart",
+        required: true,
+        fix: "install the compose v2 plugin (included in Docker Desktop; Debian/Ubuntu: apt-get \
+              install docker-compose-plugin)"
+            .to_owned(),
+    });
+
+    let terraform = TERRAFORM.locate();
+    checks.push(match &terraform {
+        Ok(_) => Check {
+            name: "terraform",
+            ok: true,
+            detail: version_line(ctx, Cmd::new(TERRAFORM).arg("version")),
+            needed_by: "infra (dsql profile)",
+            required: dsql,
+            fix: String::new(),
+        },
+        Err(err) => Check {
+            name: "terraform",
+            ok: engine_ok,
+            detail: if engine_ok {
+                "not installed; the official image will run through Docker".to_owned()
+            } else {
+                "not installed, and no Docker engine for the official image".to_owned()
+            },
+            needed_by: "infra (dsql profile)",
+            required: dsql,
+            fix: err.to_string(),
+        },
+    });
+
+    checks.push(aws_credentials(ctx, dsql));
+    checks.push(fork_source());
+    checks
+}
+
+fn aws_credentials(ctx: &Context, dsql: bool) -> Check {
+    let mut check = Check {
+        name: "AWS credentials",
+        ok: false,
+        detail: String::new(),
+        needed_by: "infra, schema, up (dsql profile)",
+        required: dsql,
+        fix: "configure credentials for the default chain: `aws configure`, `aws sso login`, \
+              AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+            .to_owned(),
+    };
+    if !dsql {
+        check.ok = true;
+        check.detail = format!("not needed by profile `{}`", ctx.profile.name);
+        return check;
+    }
+    // The AWS SDK lives in the tdsql-ops helper so `cargo xtask --help` never compiles it.
+    let probe = Cmd::new(CARGO)
+        .args(["run", "--quiet", "--package", "tdsql-ops", "--", "aws-credentials"])
+        .probe(ctx);
+    match probe {
+        Ok(out) if out.status.success() => {
+            check.ok = true;
+            check.detail = out.first_line();
+        }
+        Ok(out) => check.detail = first_meaningful_line(&out.stderr, "not resolvable"),
+        Err(err) => check.detail = format!("could not run the check: {err}"),
+    }
+    check
+}
+
+/// The fork checkout: `TEMPORAL_DSQL_PATH`, else `../temporal` next to this repository.
+fn fork_source() -> Check {
+    let path = std::env::var_os("TEMPORAL_DSQL_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| paths::project_root().join("..").join("temporal"));
+    let go_mod = path.join("go.mod");
+    let module_ok = std::fs::read_to_string(&go_mod)
+        .is_ok_and(|text| text.lines().any(|l| l.trim() == "module go.temporal.io/server"));
+    Check {
+        name: "fork source",
+        ok: module_ok,
+        detail: if module_ok {
+            path.display().to_string()
+        } else if go_mod.is_file() {
+            format!("{} is not Temporal's module (go.temporal.io/server)", go_mod.display())
+        } else {
+            format!("no checkout at {}", path.display())
+        },
+        needed_by: "build (from a local checkout)",
+        required: false,
+        fix: "clone the fork next to this repo (git clone https://github.com/iw/temporal ../temporal), \
+              set TEMPORAL_DSQL_PATH, or build from the git URL with `cargo xtask build --git`"
+            .to_owned(),
+    }
+}
+
+fn version_line(ctx: &Context, cmd: Cmd) -> String {
+    cmd.probe(ctx).map_or_else(|e| format!("version unknown ({e})"), |out| out.first_line())
+}
+
+fn first_meaningful_line(text: &str, fallback: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map_or_else(|| fallback.to_owned(), |l| l.chars().take(110).collect())
+}
+
+fn print_table(checks: &[Check]) {
+    let status = |c: &Check| match (c.ok, c.required) {
+        (true, _) => "ok",
+        (false, true) => "MISSING",
+        (false, false) => "missing (optional here)",
+    };
+    let width =
+        |f: &dyn Fn(&Check) -> usize, header: &str| checks.iter().map(f).max().unwrap_or(0).max(header.len());
+    let w_name = width(&|c| c.name.len(), "check");
+    let w_status = width(&|c| status(c).len(), "status");
+    let w_detail = width(&|c| c.detail.chars().count(), "version / detail");
+    let w_needed = width(&|c| c.needed_by.len(), "needed by");
+    println!(
+        "{:<w_name$}  {:<w_status$}  {:<w_detail$}  {:<w_needed$}  fix",
+        "check", "status", "version / detail", "needed by"
+    );
+    for c in checks {
+        let fix = if c.ok { "" } else { c.fix.as_str() };
+        println!(
+            "{:<w_name$}  {:<w_status$}  {:<w_detail$}  {:<w_needed$}  {fix}",
+            c.name,
+            status(c),
+            c.detail,
+            c.needed_by
+        );
+    }
+}

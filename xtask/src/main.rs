@@ -1,0 +1,61 @@
+//! `cargo xtask`: the one command contributors run to build, deploy and test Temporal on Aurora DSQL.
+//!
+//! `main` only parses and dispatches; every command lives in its own module as an args struct
+//! with a `run` method. External tools are only ever started through [`exec`].
+
+mod context;
+mod doctor;
+mod exec;
+mod harness;
+mod paths;
+mod profile;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::context::{Context, GlobalArgs};
+
+/// Temporal on Aurora DSQL, from a fresh clone to a running, observable cluster.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check every prerequisite at once and print what is missing and how to fix it
+    Doctor(doctor::DoctorArgs),
+    /// Run the whole test suite: starts PostgreSQL, moto and friends, then fmt, clippy and tests
+    Test(harness::TestArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = Context::new(cli.global).and_then(|ctx| match cli.command {
+        Command::Doctor(args) => args.run(&ctx),
+        Command::Test(args) => args.run(&ctx),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => report(&err),
+    }
+}
+
+/// Prints the error chain and turns it into the process exit code: a failed child's own code when
+/// one is in the chain, otherwise 1.
+fn report(err: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {err}");
+    for cause in err.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+    let code = err
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<exec::CommandFailed>())
+        .map_or(1, exec::CommandFailed::exit_code);
+    ExitCode::from(code)
+}
