@@ -6,8 +6,8 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use crate::context::Context;
-use crate::exec::{CARGO, Cmd, DOCKER, TERRAFORM};
-use crate::paths;
+use crate::exec::{Cmd, DOCKER, TERRAFORM};
+use crate::{ops, paths};
 
 /// Arguments of `cargo xtask doctor`.
 #[derive(Debug, Args)]
@@ -166,9 +166,7 @@ fn aws_credentials(ctx: &Context, dsql: bool) -> Check {
         return check;
     }
     // The AWS SDK lives in the tdsql-ops helper so `cargo xtask --help` never compiles it.
-    let probe = Cmd::new(CARGO)
-        .args(["run", "--quiet", "--package", "tdsql-ops", "--", "aws-credentials"])
-        .probe(ctx);
+    let probe = ops::command(["aws-credentials"]).probe(ctx);
     match probe {
         Ok(out) if out.status.success() => {
             check.ok = true;
@@ -182,9 +180,14 @@ fn aws_credentials(ctx: &Context, dsql: bool) -> Check {
 
 /// The fork checkout: `TEMPORAL_DSQL_PATH`, else `../temporal` next to this repository.
 fn fork_source() -> Check {
-    let path = std::env::var_os("TEMPORAL_DSQL_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| paths::project_root().join("..").join("temporal"));
+    let path = std::env::var_os("TEMPORAL_DSQL_PATH").map_or_else(
+        || {
+            paths::project_root()
+                .parent()
+                .map_or_else(|| PathBuf::from("../temporal"), |p| p.join("temporal"))
+        },
+        PathBuf::from,
+    );
     let go_mod = path.join("go.mod");
     let module_ok = std::fs::read_to_string(&go_mod)
         .is_ok_and(|text| text.lines().any(|l| l.trim() == "module go.temporal.io/server"));

@@ -7,6 +7,7 @@ mod context;
 mod doctor;
 mod exec;
 mod harness;
+mod ops;
 mod paths;
 mod profile;
 
