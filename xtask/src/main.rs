@@ -3,6 +3,7 @@
 //! `main` only parses and dispatches; every command lives in its own module as an args struct
 //! with a `run` method. External tools are only ever started through [`exec`].
 
+mod build;
 mod context;
 mod doctor;
 mod exec;
@@ -29,6 +30,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build the fork's runtime image (temporal-dsql-server) with docker buildx, for one or all architectures
+    Build(build::BuildArgs),
     /// Check every prerequisite at once and print what is missing and how to fix it
     Doctor(doctor::DoctorArgs),
     /// Run the whole test suite: starts PostgreSQL, moto and friends, then fmt, clippy and tests
@@ -38,6 +41,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = Context::new(cli.global).and_then(|ctx| match cli.command {
+        Command::Build(args) => args.run(&ctx),
         Command::Doctor(args) => args.run(&ctx),
         Command::Test(args) => args.run(&ctx),
     });
