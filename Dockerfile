@@ -7,12 +7,14 @@
 # the fork's checkout. This repository's context holds only what `.dockerignore` lets through.
 #
 # The builder runs on the build machine's own platform and cross-compiles (pure Go, CGO off), so an
-# arm64 image builds at native speed on an amd64 host and the reverse; only the runtime stage is
-# pulled for the target platform.
+# arm64 image builds at native speed on an amd64 host and the reverse; only the runtime base is
+# pulled for the target platform, and nothing runs on it.
 
 # Set by the xtask from the fork's go.mod (`toolchain`, else `go` directive). For a git URL the
 # default below is used and GOTOOLCHAIN=auto fetches a newer toolchain when go.mod asks for one.
 ARG GO_VERSION=1.25.5
+# The runtime base, pinned to a release.
+ARG ALPINE_VERSION=3.23.0
 
 FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}-alpine AS builder
 ENV CGO_ENABLED=0 \
@@ -44,15 +46,24 @@ RUN --mount=type=bind,from=fork,target=/src \
     if [ -d cmd/tools/dsql ]; then build temporal-dsql-tool ./cmd/tools/dsql; fi; \
     if [ -d cmd/tools/elasticsearch ]; then build temporal-elasticsearch-tool ./cmd/tools/elasticsearch; fi
 
-FROM alpine:3.23.0
+# Runtime files are prepared on the build platform too: the target-platform stage below runs no
+# command, so an arm64 image builds on an amd64 host (and the reverse) without QEMU emulation.
+FROM --platform=$BUILDPLATFORM alpine:${ALPINE_VERSION} AS runtime-files
 # Versions follow the pinned Alpine release; its repository keeps only the newest build of each
 # package, so pinning them here would break the build at the next security update.
 # hadolint ignore=DL3018
 RUN apk add --no-cache ca-certificates tzdata \
     && addgroup -S -g 1000 temporal \
     && adduser -S -D -H -u 1000 -G temporal -h /etc/temporal -s /sbin/nologin temporal \
-    && mkdir -p /etc/temporal/config \
-    && chown -R 1000:1000 /etc/temporal
+    && mkdir -p /etc/temporal/config
+
+# Everything copied here is the same on every architecture (text, certificates, zoneinfo).
+FROM alpine:${ALPINE_VERSION}
+COPY --from=runtime-files /etc/passwd /etc/group /etc/
+COPY --from=runtime-files /etc/ssl/certs/ /etc/ssl/certs/
+COPY --from=runtime-files /usr/share/ca-certificates/ /usr/share/ca-certificates/
+COPY --from=runtime-files /usr/share/zoneinfo/ /usr/share/zoneinfo/
+COPY --from=runtime-files --chown=1000:1000 /etc/temporal/ /etc/temporal/
 COPY --from=builder /out/ /usr/local/bin/
 COPY --chmod=0755 docker/entrypoint.sh /usr/local/bin/entrypoint.sh
 WORKDIR /etc/temporal

@@ -418,6 +418,26 @@ enum Output {
 }
 
 impl BuildArgs {
+    /// What `up` runs when the image for the fork's commit is missing: this machine's
+    /// architecture, loaded into the local engine.
+    #[allow(dead_code)] // used by `up` (issue 6)
+    pub(crate) fn for_fork(source: &ForkSource) -> Self {
+        let (path, git, git_ref) = match source {
+            ForkSource::Path(path) => (Some(path.clone()), None, None),
+            ForkSource::Git { url, git_ref } => (None, Some(url.clone()), Some(git_ref.clone())),
+        };
+        Self {
+            source: path,
+            git,
+            git_ref,
+            arch: None,
+            load: true,
+            push: false,
+            tags: Vec::new(),
+            cache_dir: None,
+        }
+    }
+
     pub(crate) fn run(self, ctx: &Context) -> Result<()> {
         let source = match (&self.source, &self.git) {
             (Some(path), _) => ForkSource::Path(std::path::absolute(path).unwrap_or_else(|_| path.clone())),
@@ -484,6 +504,9 @@ impl BuildArgs {
             created: created_timestamp()?,
         };
         let command = plan.command();
+        if !ctx.dry_run {
+            require_buildx(ctx)?;
+        }
         eprintln!("{}", plan.summary());
         command.run(ctx)?;
         if !ctx.dry_run {
@@ -491,6 +514,20 @@ impl BuildArgs {
         }
         Ok(())
     }
+}
+
+/// buildx is a CLI plugin: without it, `docker buildx` fails with a message that does not say
+/// how to get it.
+fn require_buildx(ctx: &Context) -> Result<()> {
+    let out = Cmd::new(DOCKER).args(["buildx", "version"]).probe(ctx)?;
+    if out.status.success() {
+        return Ok(());
+    }
+    bail!(
+        "the docker buildx plugin is missing ({}): install it (included in Docker Desktop; Debian/Ubuntu: \
+         apt-get install docker-buildx-plugin), then run `cargo xtask doctor`",
+        failure_reason(&out)
+    )
 }
 
 fn has_explicit_tag(reference: &str) -> bool {

@@ -45,6 +45,16 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write file");
 }
 
+/// Writes an executable script.
+fn write_script(path: &Path, text: &str) {
+    write(path, text);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod +x");
+    }
+}
+
 /// Runs git with a fixed identity and dates and no user or system config, so commits made here
 /// have the same hash on every machine.
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -370,17 +380,12 @@ fn push_needs_a_registry_name() {
 /// containerd image store (the build machines have no engine to ask).
 fn fake_docker(dir: &Path, driver_status: &str) -> PathBuf {
     let path = dir.join("docker");
-    write(
+    write_script(
         &path,
         &format!(
             "#!/bin/sh\n[ \"$1\" = info ] && {{ echo '{driver_status}'; exit 0; }}\necho \"unexpected: $*\" >&2\nexit 99\n"
         ),
     );
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
     path
 }
 
@@ -548,8 +553,24 @@ fn every_build_arg_the_plan_passes_is_declared_and_the_builder_cross_compiles() 
     let froms: Vec<&String> = steps.iter().filter(|i| i.starts_with("FROM ")).collect();
     assert!(froms[0].starts_with("FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}"), "{}", froms[0]);
     let runtime = froms.last().unwrap();
-    let (_, alpine_tag) = runtime.trim_start_matches("FROM ").split_once(':').expect("a pinned tag");
-    assert!(alpine_tag.split('.').count() == 3, "the runtime Alpine is pinned to a release: {runtime}");
+    assert_eq!(
+        runtime.as_str(),
+        "FROM alpine:${ALPINE_VERSION}",
+        "the runtime base is Alpine for the target"
+    );
+    let alpine = steps
+        .iter()
+        .find_map(|i| i.strip_prefix("ARG ALPINE_VERSION="))
+        .expect("ALPINE_VERSION has a default");
+    assert!(
+        alpine.split('.').count() == 3 && alpine.split('.').all(|p| p.parse::<u32>().is_ok()),
+        "the runtime Alpine is pinned to a release: {alpine}"
+    );
+    let runtime_stage = steps.iter().skip_while(|i| *i != *runtime).collect::<Vec<_>>();
+    assert!(
+        !runtime_stage.iter().any(|i| i.starts_with("RUN ")),
+        "the target-platform stage must run nothing, so cross-architecture builds need no emulation"
+    );
     assert!(text.contains("CGO_ENABLED=0") && text.contains("GOARCH=\"$TARGETARCH\""), "cross-compiles");
     assert!(text.contains("type=cache,id=tdsql-go-mod") && text.contains("type=cache,id=tdsql-go-build"));
     assert!(steps.iter().any(|i| i == "USER 1000:1000"), "runs as uid 1000");
@@ -569,13 +590,7 @@ fn entrypoint(env: &[(&str, &str)], args: &[&str], stubs: &[(&str, &str)]) -> (O
     )];
     all_stubs.extend_from_slice(stubs);
     for (name, script) in all_stubs {
-        let path = bin.path().join(name);
-        write(&path, script);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
+        write_script(&bin.path().join(name), script);
     }
     let mut cmd = Command::new("/bin/sh");
     cmd.arg(project_root().join("docker/entrypoint.sh"))
@@ -646,4 +661,64 @@ fn the_entrypoint_needs_a_service_and_runs_other_commands_as_given() {
     let (out, stdout, stderr) = entrypoint(&[], &["echo", "index", "setup"], &[]);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(stdout, "index setup\n");
+}
+
+/// A docker CLI stand-in that has buildx, records the arguments of `buildx build` one per line,
+/// and exits with `exit_code`.
+fn recording_docker(dir: &Path, exit_code: i32) -> (PathBuf, PathBuf) {
+    let record = dir.join("recorded-args");
+    let script = format!(
+        "#!/bin/sh\n\
+         if [ \"$1 $2\" = \"buildx version\" ]; then echo 'github.com/docker/buildx v0.30.0'; exit 0; fi\n\
+         if [ \"$1 $2\" = \"buildx build\" ]; then for a in \"$@\"; do printf '%s\\n' \"$a\"; done > '{}'; exit {exit_code}; fi\n\
+         echo \"unexpected: $*\" >&2; exit 99\n",
+        record.display()
+    );
+    let path = dir.join("docker");
+    write_script(&path, &script);
+    (path, record)
+}
+
+#[test]
+fn a_real_run_executes_exactly_the_planned_command_and_passes_its_exit_code() {
+    let fork = good_fork("real-run");
+    let source = fork.path().display().to_string();
+    let tools = TempDir::new("recording-docker");
+    let (docker, record) = recording_docker(tools.path(), 0);
+    let args = ["build", "--source", source.as_str(), "--arch", "arm64"];
+
+    let (out, plan, stderr) = run(xtask().env("TDSQL_DOCKER", &docker).arg("--dry-run").args(args));
+    assert!(out.status.success(), "{stderr}");
+    assert!(!record.exists(), "a dry run ran docker buildx build");
+
+    let (out, _, stderr) = run(xtask().env("TDSQL_DOCKER", &docker).args(args));
+    assert!(out.status.success(), "{stderr}");
+    let recorded = std::fs::read_to_string(&record).expect("docker buildx build ran");
+    let planned: Vec<&str> = plan.split_whitespace().skip(1).collect();
+    let ran: Vec<&str> = recorded.lines().collect();
+    assert_eq!(ran, planned, "the run differs from the plan");
+
+    let (failing, _) = recording_docker(tools.path(), 3);
+    let (out, _, stderr) = run(xtask().env("TDSQL_DOCKER", &failing).args(args));
+    assert_eq!(out.status.code(), Some(3), "docker's exit code passes through: {stderr}");
+}
+
+#[test]
+fn a_docker_without_buildx_is_named_before_the_build() {
+    let fork = good_fork("no-buildx");
+    let tools = TempDir::new("no-buildx");
+    let docker = tools.path().join("docker");
+    write_script(&docker, "#!/bin/sh\necho \"docker: unknown command: docker $1\" >&2\nexit 1\n");
+    let (out, _, stderr) = run(xtask().env("TDSQL_DOCKER", &docker).args([
+        "build",
+        "--source",
+        &fork.path().display().to_string(),
+        "--arch",
+        "amd64",
+    ]));
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("buildx plugin is missing") && stderr.contains("docker-buildx-plugin"),
+        "{stderr}"
+    );
 }
