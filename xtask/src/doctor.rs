@@ -1,13 +1,12 @@
 //! `cargo xtask doctor`: every prerequisite checked at once, one table, one fix per line.
 
-use std::path::PathBuf;
-
 use anyhow::{Result, bail};
 use clap::Args;
 
 use crate::context::Context;
 use crate::exec::{Cmd, DOCKER, TERRAFORM};
-use crate::{ops, paths};
+use crate::{config, ops, paths};
+use tdsql_config_renderer::ForkSource;
 
 /// Arguments of `cargo xtask doctor`.
 #[derive(Debug, Args)]
@@ -145,7 +144,7 @@ pub(crate) fn run_checks(ctx: &Context) -> Vec<Check> {
     });
 
     checks.push(aws_credentials(ctx, dsql));
-    checks.push(fork_source());
+    checks.push(fork_source(ctx));
     checks
 }
 
@@ -178,35 +177,49 @@ fn aws_credentials(ctx: &Context, dsql: bool) -> Check {
     check
 }
 
-/// The fork checkout: `TEMPORAL_DSQL_PATH`, else `../temporal` next to this repository.
-fn fork_source() -> Check {
-    let path = std::env::var_os("TEMPORAL_DSQL_PATH").map_or_else(
-        || {
-            paths::project_root()
-                .parent()
-                .map_or_else(|| PathBuf::from("../temporal"), |p| p.join("temporal"))
-        },
-        PathBuf::from,
-    );
+/// The fork source from the config (`fork.path`, or `fork.git` + `fork.git_ref`).
+fn fork_source(ctx: &Context) -> Check {
+    let mut check = Check {
+        name: "fork source",
+        ok: false,
+        detail: String::new(),
+        needed_by: "build (from a local checkout)",
+        required: false,
+        fix: "clone the fork next to this repo (git clone https://github.com/iw/temporal ../temporal), or \
+              point the config at it: `cargo xtask config set fork.path <dir>` (or fork.git <url> to build \
+              from git)"
+            .to_owned(),
+    };
+    let source = match config::load(ctx) {
+        Ok(eff) => eff.fork.source(&paths::project_root()),
+        Err(err) => {
+            check.detail =
+                format!("configuration invalid: {}", first_meaningful_line(&format!("{err:#}"), ""));
+            check.fix = "cargo xtask config validate".to_owned();
+            return check;
+        }
+    };
+    let path = match source {
+        ForkSource::Path(path) => path,
+        ForkSource::Git { url, git_ref } => {
+            check.ok = true;
+            check.detail = format!("{url} at {git_ref} (fork.git)");
+            return check;
+        }
+        _ => unreachable!("ForkSource has two variants"),
+    };
     let go_mod = path.join("go.mod");
     let module_ok = std::fs::read_to_string(&go_mod)
         .is_ok_and(|text| text.lines().any(|l| l.trim() == "module go.temporal.io/server"));
-    Check {
-        name: "fork source",
-        ok: module_ok,
-        detail: if module_ok {
-            path.display().to_string()
-        } else if go_mod.is_file() {
-            format!("{} is not Temporal's module (go.temporal.io/server)", go_mod.display())
-        } else {
-            format!("no checkout at {}", path.display())
-        },
-        needed_by: "build (from a local checkout)",
-        required: false,
-        fix: "clone the fork next to this repo (git clone https://github.com/iw/temporal ../temporal), \
-              set TEMPORAL_DSQL_PATH, or build from the git URL with `cargo xtask build --git`"
-            .to_owned(),
-    }
+    check.ok = module_ok;
+    check.detail = if module_ok {
+        path.display().to_string()
+    } else if go_mod.is_file() {
+        format!("{} is not Temporal's module (go.temporal.io/server)", go_mod.display())
+    } else {
+        format!("no checkout at {} (fork.path)", path.display())
+    };
+    check
 }
 
 fn version_line(ctx: &Context, cmd: Cmd) -> String {

@@ -4,6 +4,7 @@
 //! with a `run` method. External tools are only ever started through [`exec`].
 
 mod build;
+mod config;
 mod context;
 mod doctor;
 mod exec;
@@ -34,6 +35,8 @@ enum Command {
     Build(build::BuildArgs),
     /// Check every prerequisite at once and print what is missing and how to fix it
     Doctor(doctor::DoctorArgs),
+    /// Show, edit, check and render the configuration: init, show, set, validate, render
+    Config(config::ConfigArgs),
     /// Run the whole test suite: starts PostgreSQL, moto and friends, then fmt, clippy and tests
     Test(harness::TestArgs),
 }
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Build(args) => args.run(&ctx),
         Command::Doctor(args) => args.run(&ctx),
         Command::Test(args) => args.run(&ctx),
+        Command::Config(args) => args.run(&ctx),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,545 @@
+//! The typed model of a deployment. Every field has a default, so an empty file is a valid config.
+//!
+//! Key names (`dsql.max_conns`, ...) are the TOML paths of these fields; `keys.rs` derives the key
+//! registry from [`Config::default`], so adding a field here adds a key everywhere.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::{GoDuration, dur};
+
+/// The whole configuration of one deployment profile.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// Project name and AWS region.
+    pub project: Project,
+    /// Where the fork's source comes from.
+    pub fork: Fork,
+    /// Image build settings.
+    pub build: Build,
+    /// The persistence store: Aurora DSQL (or the local PostgreSQL stand-in) and the plugin's pool.
+    pub dsql: Dsql,
+    /// Optional DynamoDB-backed coordination across processes.
+    pub coordination: Coordination,
+    /// The visibility store.
+    pub elasticsearch: Elasticsearch,
+    /// The Temporal server.
+    pub temporal: Temporal,
+    /// Grafana, Mimir.
+    pub observability: Observability,
+    /// Settings only the `local` profile uses.
+    pub local: Local,
+}
+
+/// `[project]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Project {
+    /// Prefix for AWS resource names and tags, and the compose project name.
+    pub name: String,
+    /// AWS region of the cluster (and of CloudWatch in Grafana).
+    pub region: String,
+}
+
+impl Default for Project {
+    fn default() -> Self {
+        Self { name: "temporal-dev".to_owned(), region: "eu-west-1".to_owned() }
+    }
+}
+
+/// `[fork]`: a local checkout, or a git URL and ref.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Fork {
+    /// Local checkout of the fork; relative paths are relative to the repository root.
+    pub path: String,
+    /// Git URL to build from instead of `path` (empty: use `path`).
+    pub git: String,
+    /// Branch, tag or commit to build when `git` is set.
+    pub git_ref: String,
+}
+
+impl Default for Fork {
+    fn default() -> Self {
+        Self { path: "../temporal".to_owned(), git: String::new(), git_ref: "main".to_owned() }
+    }
+}
+
+/// Where the fork's source comes from, resolved from [`Fork`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ForkSource {
+    /// A local checkout (absolute path).
+    Path(PathBuf),
+    /// A git URL and the ref to check out.
+    Git {
+        /// The repository URL.
+        url: String,
+        /// Branch, tag or commit.
+        git_ref: String,
+    },
+}
+
+impl Fork {
+    /// The source to build from: `git` when set, else `path` resolved against `root`.
+    #[must_use]
+    pub fn source(&self, root: &Path) -> ForkSource {
+        if self.git.trim().is_empty() {
+            ForkSource::Path(normalize(&root.join(&self.path)))
+        } else {
+            ForkSource::Git { url: self.git.clone(), git_ref: self.git_ref.clone() }
+        }
+    }
+}
+
+/// Removes `.` and `name/..` pairs without touching the file system (the fork may not exist yet).
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `[build]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Build {
+    /// Target architecture of the image.
+    pub arch: Arch,
+}
+
+/// Image architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Arch {
+    /// The Docker engine's own architecture.
+    #[default]
+    Auto,
+    /// linux/amd64.
+    Amd64,
+    /// linux/arm64.
+    Arm64,
+}
+
+impl Arch {
+    /// `auto`, `amd64` or `arm64`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Amd64 => "amd64",
+            Self::Arm64 => "arm64",
+        }
+    }
+}
+
+/// What the fork's `dsql` plugin talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Backend {
+    /// A real Aurora DSQL cluster (IAM tokens, TLS).
+    #[default]
+    Dsql,
+    /// The local PostgreSQL 16 stand-in (trust auth, TLS off, dummy AWS credentials).
+    Postgres,
+}
+
+/// `[dsql]`: the cluster and the plugin's connection pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Dsql {
+    /// `dsql` for Aurora DSQL, `postgres` for the local stand-in.
+    pub backend: Backend,
+    /// Cluster identifier (26 characters); written back by `cargo xtask infra apply`.
+    pub identifier: String,
+    /// Endpoint host; empty means `<identifier>.dsql.<region>.on.aws`.
+    pub endpoint: String,
+    /// Port of the endpoint.
+    pub port: u16,
+    /// Database user (the server always connects as `admin`).
+    pub user: String,
+    /// Database name; DSQL has exactly one, `postgres`.
+    pub database: String,
+    /// TLS with certificate and host verification (mandatory on DSQL).
+    pub tls: bool,
+    /// Connections per pool (`maxConns`).
+    pub max_conns: u32,
+    /// Idle connections per pool (`maxIdleConns`); must equal `max_conns`.
+    pub max_idle_conns: u32,
+    /// Connection lifetime outside reservoir mode (`maxConnLifetime`).
+    pub max_conn_lifetime: GoDuration,
+    /// IAM token lifetime (`DSQL_TOKEN_DURATION`).
+    pub token_duration: GoDuration,
+    /// The plugin's connection reservoir.
+    pub reservoir: Reservoir,
+    /// The plugin's per-process connection rate limiter.
+    pub rate_limit: RateLimit,
+    /// The non-reservoir pool's warmup and keeper.
+    pub pool: Pool,
+}
+
+impl Default for Dsql {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Dsql,
+            identifier: String::new(),
+            endpoint: String::new(),
+            port: 5432,
+            user: "admin".to_owned(),
+            database: "postgres".to_owned(),
+            tls: true,
+            max_conns: 50,
+            max_idle_conns: 50,
+            max_conn_lifetime: dur("55m"),
+            token_duration: dur("15m"),
+            reservoir: Reservoir::default(),
+            rate_limit: RateLimit::default(),
+            pool: Pool::default(),
+        }
+    }
+}
+
+/// `[dsql.reservoir]` (`DSQL_RESERVOIR_*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Reservoir {
+    /// Hand out pre-opened connections instead of connecting on demand.
+    pub enabled: bool,
+    /// Ready connections to hold; 0 means `dsql.max_conns` (the fork's default).
+    pub target_ready: u32,
+    /// Startup waits until this many are ready (or `initial_fill_timeout`); 0 means the target.
+    pub low_watermark: u32,
+    /// Connection lifetime before jitter.
+    pub base_lifetime: GoDuration,
+    /// Extra lifetime, uniform in `[0, jitter)`, sampled per connection.
+    pub lifetime_jitter: GoDuration,
+    /// Connections with less remaining lifetime are not handed out.
+    pub guard_window: GoDuration,
+    /// How long startup waits for `low_watermark`.
+    pub initial_fill_timeout: GoDuration,
+}
+
+impl Default for Reservoir {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            target_ready: 0,
+            low_watermark: 0,
+            base_lifetime: dur("11m"),
+            lifetime_jitter: dur("2m"),
+            guard_window: dur("45s"),
+            initial_fill_timeout: dur("30s"),
+        }
+    }
+}
+
+/// `[dsql.rate_limit]`: the per-process token bucket (`DSQL_CONNECTION_*`, `DSQL_STAGGERED_*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RateLimit {
+    /// New connections per second per process.
+    pub rate: u32,
+    /// Bucket size per process.
+    pub burst: u32,
+    /// Random delay before the first connection of a process.
+    pub staggered_startup: bool,
+    /// Upper bound of that delay.
+    pub staggered_startup_max_delay: GoDuration,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self { rate: 10, burst: 100, staggered_startup: true, staggered_startup_max_delay: dur("5s") }
+    }
+}
+
+/// `[dsql.pool]`: warmup and keeper of the non-reservoir pool (`DSQL_POOL_*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Pool {
+    /// Spread of the warmup; `0s` lets the plugin choose from the pool size.
+    pub warmup_stagger: GoDuration,
+    /// Keeper tick.
+    pub keeper_tick_interval: GoDuration,
+    /// Connections the keeper opens per tick; 0 lets the plugin choose.
+    pub keeper_max_conns_per_tick: u32,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Self { warmup_stagger: dur("0s"), keeper_tick_interval: dur("1s"), keeper_max_conns_per_tick: 0 }
+    }
+}
+
+/// `[coordination]`: DynamoDB-backed limits shared by every process.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Coordination {
+    /// Cluster-wide connection rate limiter.
+    pub rate_limiter: RateLimiter,
+    /// Cluster-wide connection lease (reservoir mode only).
+    pub conn_lease: ConnLease,
+}
+
+/// `[coordination.rate_limiter]` (`DSQL_DISTRIBUTED_RATE_LIMITER_*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RateLimiter {
+    /// Use the DynamoDB limiter instead of the per-process one.
+    pub enabled: bool,
+    /// DynamoDB table; written back by `cargo xtask infra apply`.
+    pub table: String,
+    /// New connections per second for the whole cluster.
+    pub limit: u32,
+    /// Longest wait for a permit.
+    pub max_wait: GoDuration,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        Self { enabled: false, table: String::new(), limit: 100, max_wait: dur("30s") }
+    }
+}
+
+/// `[coordination.conn_lease]` (`DSQL_DISTRIBUTED_CONN_*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ConnLease {
+    /// Count every connection against a cluster-wide limit.
+    pub enabled: bool,
+    /// DynamoDB table; written back by `cargo xtask infra apply`.
+    pub table: String,
+    /// Cluster-wide connection limit.
+    pub limit: u32,
+}
+
+impl Default for ConnLease {
+    fn default() -> Self {
+        Self { enabled: false, table: String::new(), limit: 10_000 }
+    }
+}
+
+/// `[elasticsearch]`: the visibility store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Elasticsearch {
+    /// Host name inside the compose network.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// `http` or `https`.
+    pub scheme: String,
+    /// Temporal's Elasticsearch client version: `v7` or `v8`.
+    pub version: String,
+    /// Visibility index name.
+    pub index: String,
+}
+
+impl Default for Elasticsearch {
+    fn default() -> Self {
+        Self {
+            host: "elasticsearch".to_owned(),
+            port: 9200,
+            scheme: "http".to_owned(),
+            version: "v8".to_owned(),
+            index: "temporal_visibility_v1_dev".to_owned(),
+        }
+    }
+}
+
+/// `[temporal]`: the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Temporal {
+    /// Image of the fork's server.
+    pub image: String,
+    /// Number of history shards (fixed for the life of a database).
+    pub history_shards: u32,
+    /// Server log level.
+    pub log_level: String,
+    /// `persistenceMaxQPS` of history, matching and frontend (dynamic config).
+    pub persistence_max_qps: u32,
+    /// Read and write partitions per task queue (dynamic config).
+    pub task_queue_partitions: u32,
+    /// Service ports.
+    pub ports: Ports,
+}
+
+impl Default for Temporal {
+    fn default() -> Self {
+        Self {
+            image: "temporal-dsql-server:latest".to_owned(),
+            history_shards: 4,
+            log_level: "info".to_owned(),
+            persistence_max_qps: 3000,
+            task_queue_partitions: 4,
+            ports: Ports::default(),
+        }
+    }
+}
+
+/// `[temporal.ports]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Ports {
+    /// Frontend gRPC (published on 127.0.0.1).
+    pub frontend_grpc: u16,
+    /// Frontend HTTP API (published on 127.0.0.1).
+    pub frontend_http: u16,
+    /// Frontend membership.
+    pub frontend_membership: u16,
+    /// History gRPC.
+    pub history_grpc: u16,
+    /// History membership.
+    pub history_membership: u16,
+    /// Matching gRPC.
+    pub matching_grpc: u16,
+    /// Matching membership.
+    pub matching_membership: u16,
+    /// Worker gRPC.
+    pub worker_grpc: u16,
+    /// Worker membership.
+    pub worker_membership: u16,
+    /// Prometheus metrics of every service (inside its container).
+    pub metrics: u16,
+    /// Temporal UI (published on 127.0.0.1).
+    pub ui: u16,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Self {
+            frontend_grpc: 7233,
+            frontend_http: 8233,
+            frontend_membership: 6933,
+            history_grpc: 7234,
+            history_membership: 6934,
+            matching_grpc: 7235,
+            matching_membership: 6935,
+            worker_grpc: 7239,
+            worker_membership: 6939,
+            metrics: 9090,
+            ui: 8080,
+        }
+    }
+}
+
+/// `[observability]`: Grafana and Mimir.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Observability {
+    /// Grafana (published on 127.0.0.1).
+    pub grafana_port: u16,
+    /// Grafana admin user.
+    pub grafana_admin_user: String,
+    /// Grafana admin password; empty: generated into config.toml on first render. Never rendered
+    /// into a file: compose gets it as process environment.
+    pub grafana_admin_password: String,
+    /// Mimir HTTP (published on 127.0.0.1).
+    pub mimir_port: u16,
+    /// How long Mimir keeps metrics.
+    pub mimir_retention: GoDuration,
+}
+
+impl Default for Observability {
+    fn default() -> Self {
+        Self {
+            grafana_port: 3000,
+            grafana_admin_user: "admin".to_owned(),
+            grafana_admin_password: String::new(),
+            mimir_port: 9009,
+            mimir_retention: dur("168h"),
+        }
+    }
+}
+
+/// `[local]`: the local profile's PostgreSQL stand-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Local {
+    /// Host port of the PostgreSQL 16 container (published on 127.0.0.1).
+    pub postgres_port: u16,
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Self { postgres_port: 15432 }
+    }
+}
+
+impl Config {
+    /// The endpoint host: `dsql.endpoint`, else `<identifier>.dsql.<region>.on.aws`, else `None`
+    /// (no cluster yet: `cargo xtask infra apply` creates one).
+    #[must_use]
+    pub fn endpoint(&self) -> Option<String> {
+        let explicit = self.dsql.endpoint.trim();
+        if !explicit.is_empty() {
+            return Some(explicit.to_owned());
+        }
+        let id = self.dsql.identifier.trim();
+        (!id.is_empty()).then(|| format!("{id}.dsql.{}.on.aws", self.project.region))
+    }
+
+    /// The DSQL cluster identifier: `dsql.identifier`, else the first label of a DSQL endpoint.
+    #[must_use]
+    pub fn cluster_id(&self) -> Option<String> {
+        let id = self.dsql.identifier.trim();
+        if !id.is_empty() {
+            return Some(id.to_owned());
+        }
+        let endpoint = self.dsql.endpoint.trim();
+        endpoint.split_once(".dsql.").filter(|_| endpoint.ends_with(".on.aws")).map(|(id, _)| id.to_owned())
+    }
+
+    /// Ready connections the reservoir holds: `dsql.reservoir.target_ready`, or `dsql.max_conns` when 0.
+    #[must_use]
+    pub fn reservoir_target(&self) -> u32 {
+        match self.dsql.reservoir.target_ready {
+            0 => self.dsql.max_conns,
+            n => n,
+        }
+    }
+
+    /// The reservoir's startup threshold: `dsql.reservoir.low_watermark`, or the target when 0.
+    #[must_use]
+    pub fn reservoir_low_watermark(&self) -> u32 {
+        match self.dsql.reservoir.low_watermark {
+            0 => self.reservoir_target(),
+            n => n,
+        }
+    }
+
+    /// True for the local PostgreSQL stand-in.
+    #[must_use]
+    pub fn is_local(&self) -> bool {
+        self.dsql.backend == Backend::Postgres
+    }
+}

@@ -1,0 +1,300 @@
+//! `cargo xtask config init|show|set|validate|render`, and the one way every other command gets
+//! the configuration.
+//!
+//! For other commands:
+//! - [`load`] (or [`load_with`] to add the command's own flags) gives the typed, validated config of
+//!   `ctx.profile` ([`Effective`], which derefs to [`Config`]) and where every value came from.
+//! - [`write_back`] sets keys in the user's `config.toml`, keeping its comments (infra apply).
+//! - [`grafana_admin_password`] gives the password compose gets as `TDSQL_GRAFANA_ADMIN_PASSWORD`
+//!   (generated into `config.toml` on first use).
+//!
+//! Layers, lowest first: built-in defaults < `profiles/<p>/profile.toml` < `config.toml` at the
+//! repository root (or the file named by `TDSQL_CONFIG_FILE`) < `TDSQL_*` environment < flags.
+
+use std::io::Read;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand};
+use tdsql_config_renderer::{Config, ConfigError, ConfigFile, Loaded, Loader, Problem, keys};
+
+use crate::context::Context;
+use crate::paths;
+
+/// Names the user's config file instead of `config.toml` at the repository root.
+pub(crate) const CONFIG_FILE_ENV: &str = "TDSQL_CONFIG_FILE";
+
+/// The effective configuration of one profile.
+#[derive(Debug)]
+pub(crate) struct Effective {
+    /// The config with the origin of every value (`loaded.origin("dsql.max_conns")`).
+    pub(crate) loaded: Loaded,
+    /// `profiles/<p>/profile.toml`.
+    pub(crate) profile_file: PathBuf,
+    /// The user's config file (it may not exist).
+    pub(crate) user_file: PathBuf,
+}
+
+impl Deref for Effective {
+    type Target = Config;
+
+    fn deref(&self) -> &Config {
+        &self.loaded.config
+    }
+}
+
+/// A command-line flag that overrides a key, e.g. `Flag { key: "build.arch", value: "arm64", flag: "--arch" }`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Flag<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) value: &'a str,
+    pub(crate) flag: &'a str,
+}
+
+/// The effective config of `ctx.profile` (no flags). Prints warnings to stderr.
+pub(crate) fn load(ctx: &Context) -> Result<Effective> {
+    load_with(ctx, &[])
+}
+
+/// Like [`load`], with the calling command's flags as the top layer.
+pub(crate) fn load_with(ctx: &Context, flags: &[Flag<'_>]) -> Result<Effective> {
+    let (loader, profile_file, user_file) = layers(ctx, None)?;
+    let loader = flags.iter().fold(loader, |l, f| l.flag(f.key, f.value, f.flag));
+    let loaded = loader.load().map_err(fix_hint)?;
+    for warning in &loaded.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(Effective { loaded, profile_file, user_file })
+}
+
+/// Sets `key = value` pairs in the user's config file, keeping its comments and layout, written
+/// atomically. Under `--dry-run` it prints what it would set and writes nothing.
+pub(crate) fn write_back(ctx: &Context, pairs: &[(&str, &str)]) -> Result<()> {
+    let path = user_file()?;
+    let mut file = ConfigFile::open(&path)?;
+    file.set_many(pairs).with_context(|| format!("cannot update {}", path.display()))?;
+    if ctx.dry_run {
+        for (key, value) in pairs {
+            let shown = if keys::is_secret(key) { "********" } else { value };
+            println!("would set {key} = {shown} in {}", path.display());
+        }
+        return Ok(());
+    }
+    file.save()?;
+    if ctx.verbose > 0 {
+        let names: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
+        eprintln!("wrote {} to {}", names.join(", "), path.display());
+    }
+    Ok(())
+}
+
+/// The Grafana admin password: from the config (file or `TDSQL_GRAFANA_ADMIN_PASSWORD`), else a new
+/// random one saved into the user's config file. Never put it in a rendered file: give it to compose
+/// with `Cmd::secret_env(keys::GRAFANA_PASSWORD_ENV, ..)`. Under `--dry-run` nothing is written and
+/// a placeholder is returned.
+#[allow(dead_code, reason = "used by `config render` and `up`, which land next")]
+pub(crate) fn grafana_admin_password(ctx: &Context, config: &Config) -> Result<String> {
+    let current = &config.observability.grafana_admin_password;
+    if !current.is_empty() {
+        return Ok(current.clone());
+    }
+    if ctx.dry_run {
+        return Ok("<generated on first run>".to_owned());
+    }
+    let password = random_password();
+    write_back(ctx, &[("observability.grafana_admin_password", &password)])?;
+    eprintln!("generated a Grafana admin password into {} (user: {})", user_file()?.display(), {
+        &config.observability.grafana_admin_user
+    });
+    Ok(password)
+}
+
+/// The user's config file: `TDSQL_CONFIG_FILE` (relative to the current directory), else
+/// `config.toml` at the repository root.
+pub(crate) fn user_file() -> Result<PathBuf> {
+    match std::env::var_os(CONFIG_FILE_ENV) {
+        Some(path) if !path.is_empty() => std::path::absolute(PathBuf::from(&path))
+            .with_context(|| format!("{CONFIG_FILE_ENV}={} is not a usable path", path.to_string_lossy())),
+        _ => Ok(paths::project_root().join("config.toml")),
+    }
+}
+
+/// `profiles/<p>/profile.toml`.
+pub(crate) fn profile_file(ctx: &Context) -> PathBuf {
+    paths::profiles_dir().join(&ctx.profile.name).join("profile.toml")
+}
+
+/// The file layers of `ctx.profile`; `user_text` replaces the user file's content (for `set`).
+fn layers(ctx: &Context, user_text: Option<&str>) -> Result<(Loader, PathBuf, PathBuf)> {
+    let profile_file = profile_file(ctx);
+    let user_file = user_file()?;
+    let mut loader = Loader::new().file(&profile_file, &shown(&profile_file))?;
+    let user_shown = shown(&user_file);
+    match user_text {
+        Some(text) => loader = loader.text(text, &user_shown)?,
+        None if user_file.is_file() => loader = loader.file(&user_file, &user_shown)?,
+        None if std::env::var_os(CONFIG_FILE_ENV).is_some() => {
+            bail!("{CONFIG_FILE_ENV} names {}, which does not exist", user_file.display())
+        }
+        None => {}
+    }
+    Ok((loader.env(std::env::vars()), profile_file, user_file))
+}
+
+/// A path relative to the repository root when it is inside it (shorter messages).
+fn shown(path: &Path) -> String {
+    path.strip_prefix(paths::project_root()).unwrap_or(path).display().to_string()
+}
+
+fn fix_hint(err: ConfigError) -> anyhow::Error {
+    match err {
+        ConfigError::Invalid(_) => anyhow::anyhow!(
+            "{err}\nfix: edit the file named on each line, or `cargo xtask config set KEY VALUE` (comments are kept)"
+        ),
+        other => other.into(),
+    }
+}
+
+/// 24 characters from the OS's random source (`/dev/urandom`), or from the standard library's
+/// randomly keyed hasher where that file does not exist.
+fn random_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let limit = 256 - 256 % ALPHABET.len();
+    let mut bytes = [0u8; 96];
+    let from_os = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).is_ok();
+    if !from_os {
+        use std::hash::{BuildHasher, Hasher};
+        for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_usize(i);
+            chunk.copy_from_slice(&hasher.finish().to_le_bytes());
+        }
+    }
+    bytes
+        .iter()
+        .filter(|b| usize::from(**b) < limit)
+        .take(24)
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect()
+}
+
+/// Arguments of `cargo xtask config`.
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArgs {
+    #[command(subcommand)]
+    command: ConfigCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print every effective value and where it came from (profile, config.toml, env, flag, default)
+    Show,
+    /// Set keys in config.toml, keeping its comments: `config set KEY VALUE [KEY VALUE ...]`
+    Set {
+        /// Alternating keys and values, such as `dsql.max_conns 40 dsql.max_idle_conns 40`
+        #[arg(value_name = "KEY VALUE", num_args = 2.., required = true)]
+        pairs: Vec<String>,
+    },
+    /// Check the effective config of the profile; every problem with key, file and line
+    Validate,
+}
+
+impl ConfigArgs {
+    pub(crate) fn run(self, ctx: &Context) -> Result<()> {
+        match self.command {
+            ConfigCommand::Show => show(ctx),
+            ConfigCommand::Set { pairs } => set(ctx, &pairs),
+            ConfigCommand::Validate => validate(ctx),
+        }
+    }
+}
+
+fn show(ctx: &Context) -> Result<()> {
+    let eff = load(ctx)?;
+    println!(
+        "profile `{}`: defaults < {} < {}{} < TDSQL_* env < flags",
+        ctx.profile.name,
+        shown(&eff.profile_file),
+        shown(&eff.user_file),
+        if eff.user_file.is_file() { "" } else { " (absent)" }
+    );
+    let entries = eff.loaded.entries();
+    let key_width = entries.iter().map(|e| e.key.len()).max().unwrap_or(0);
+    let value_width = entries.iter().map(|e| e.value.chars().count()).max().unwrap_or(0).min(40);
+    for entry in entries {
+        println!("{:key_width$}  {:value_width$}  {}", entry.key, entry.value, entry.origin);
+    }
+    if let Some(endpoint) = eff.endpoint() {
+        println!("\nendpoint: {endpoint}");
+    }
+    Ok(())
+}
+
+fn set(ctx: &Context, pairs: &[String]) -> Result<()> {
+    if !pairs.len().is_multiple_of(2) {
+        bail!("`config set` takes KEY VALUE pairs; `{}` has no value", pairs[pairs.len() - 1]);
+    }
+    let pairs: Vec<(&str, &str)> = pairs.chunks(2).map(|p| (p[0].as_str(), p[1].as_str())).collect();
+    let path = user_file()?;
+    let mut file = ConfigFile::open(&path)?;
+    let before = current_errors(ctx, None)?;
+    file.set_many(&pairs)?;
+    // Refuse to save a file that makes the config invalid (problems that were there before are not
+    // this command's to fix), so config.toml never holds a half-made change.
+    let after = current_errors(ctx, Some(&file.render()))?;
+    let new: Vec<&Problem> =
+        after.iter().filter(|p| !before.iter().any(|b| b.key == p.key && b.message == p.message)).collect();
+    if !new.is_empty() {
+        let list: String = new.iter().map(|p| format!("\n  - {}: {}", p.key, p.message)).collect();
+        bail!(
+            "not saved: {} would make the configuration invalid:{list}\nset related keys together, e.g. \
+             `cargo xtask config set dsql.max_conns 40 dsql.max_idle_conns 40`",
+            path.display()
+        );
+    }
+    if ctx.dry_run {
+        for (key, value) in &pairs {
+            let shown = if keys::is_secret(key) { "********" } else { value };
+            println!("would set {key} = {shown} in {}", path.display());
+        }
+        return Ok(());
+    }
+    file.save()?;
+    for (key, _) in &pairs {
+        let shown = file.get(key).map(|mut v| {
+            v.decor_mut().clear();
+            if keys::is_secret(key) { "\"********\"".to_owned() } else { v.to_string() }
+        });
+        println!("{key} = {} in {}", shown.unwrap_or_default(), path.display());
+    }
+    Ok(())
+}
+
+/// Errors of the effective config, with `user_text` standing in for the user's file.
+fn current_errors(ctx: &Context, user_text: Option<&str>) -> Result<Vec<Problem>> {
+    let (loader, _, _) = match layers(ctx, user_text) {
+        Ok(layers) => layers,
+        // An unreadable or broken file: report nothing here; `set_many` or the load says why.
+        Err(_) if user_text.is_none() => return Ok(Vec::new()),
+        Err(err) => return Err(err),
+    };
+    Ok(match loader.load() {
+        Ok(_) => Vec::new(),
+        Err(ConfigError::Invalid(problems)) => problems,
+        Err(other) => return Err(other.into()),
+    })
+}
+
+fn validate(ctx: &Context) -> Result<()> {
+    let eff = load(ctx)?;
+    match eff.endpoint() {
+        Some(endpoint) => println!("profile `{}`: valid (endpoint {endpoint})", ctx.profile.name),
+        None => println!(
+            "profile `{}`: valid; no DSQL cluster yet (`cargo xtask infra apply` creates one and writes \
+             dsql.identifier)",
+            ctx.profile.name
+        ),
+    }
+    Ok(())
+}
