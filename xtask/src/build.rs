@@ -12,10 +12,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
+use tdsql_config_renderer::Arch as ConfigArch;
+pub(crate) use tdsql_config_renderer::ForkSource;
 
 use crate::context::Context;
 use crate::exec::{Cmd, DOCKER, ProbeOutput, Tool};
-use crate::paths;
+use crate::{config, paths};
 
 /// The repository name of the image; tags are the fork's short commit and `latest`.
 pub(crate) const IMAGE_REPOSITORY: &str = "temporal-dsql-server";
@@ -43,16 +45,18 @@ const GIT: Tool = Tool {
 /// Arguments of `cargo xtask build`.
 #[derive(Debug, Args)]
 pub(crate) struct BuildArgs {
-    /// Local checkout of the fork [default: $TEMPORAL_DSQL_PATH, else ../temporal next to this repo]
+    /// Local checkout of the fork [default: config fork.path, ../temporal next to this repo]
     #[arg(long, value_name = "PATH", conflicts_with = "git")]
     source: Option<PathBuf>,
     /// Build straight from a git URL (e.g. https://github.com/iw/temporal.git); no checkout needed
+    /// [default: config fork.git]
     #[arg(long, value_name = "URL")]
     git: Option<String>,
-    /// Branch, tag or full commit of --git [default: the remote's HEAD]
-    #[arg(long = "ref", value_name = "REF", requires = "git")]
+    /// Branch, tag or full commit to build from the git URL [default: config fork.git_ref]
+    #[arg(long = "ref", value_name = "REF", conflicts_with = "source")]
     git_ref: Option<String>,
-    /// Target architecture; `all` builds one multi-platform image [default: this machine's]
+    /// Target architecture; `all` builds one multi-platform image [default: config build.arch,
+    /// `auto` = this machine's]
     #[arg(long, value_enum)]
     arch: Option<Arch>,
     /// Load the image into the local Docker engine (the default)
@@ -101,26 +105,22 @@ impl Arch {
     }
 }
 
-/// Where the fork's source comes from.
+/// Where this build takes the fork from (the config's [`ForkSource`], resolved).
 #[derive(Debug, Clone)]
-pub(crate) enum ForkSource {
-    /// A local checkout.
+enum Source {
+    /// A local checkout (absolute path).
     Path(PathBuf),
     /// A git URL and the ref to build (branch, tag, `HEAD` or a full commit).
     Git { url: String, git_ref: String },
 }
 
-impl ForkSource {
-    /// The configured default: `TEMPORAL_DSQL_PATH`, else `../temporal` next to this repository.
-    pub(crate) fn default_checkout() -> Self {
-        let path = std::env::var_os("TEMPORAL_DSQL_PATH").filter(|v| !v.is_empty()).map_or_else(
-            || {
-                let root = paths::project_root();
-                root.parent().unwrap_or(&root).join("temporal")
-            },
-            PathBuf::from,
-        );
-        Self::Path(path)
+impl Source {
+    fn from_config(source: &ForkSource) -> Result<Self> {
+        match source {
+            ForkSource::Path(path) => Ok(Self::Path(path.clone())),
+            ForkSource::Git { url, git_ref } => Ok(Self::Git { url: url.clone(), git_ref: git_ref.clone() }),
+            other => bail!("this xtask cannot build from the fork source {other:?}"),
+        }
     }
 }
 
@@ -154,9 +154,9 @@ pub(crate) struct ForkImage {
 /// be stale even when it exists, so `up` should rebuild then (the caches make that quick).
 #[allow(dead_code)] // used by `up` (issue 6)
 pub(crate) fn image_tag_for_fork(ctx: &Context, source: &ForkSource) -> Result<ForkImage> {
-    let revision = match source {
-        ForkSource::Path(path) => checkout_revision(ctx, path)?,
-        ForkSource::Git { url, git_ref } => remote_revision(ctx, url, git_ref)?,
+    let revision = match Source::from_config(source)? {
+        Source::Path(path) => checkout_revision(ctx, &path)?,
+        Source::Git { url, git_ref } => remote_revision(ctx, &url, &git_ref)?,
     };
     Ok(ForkImage { reference: format!("{IMAGE_REPOSITORY}:{}", revision.tag()), revision })
 }
@@ -425,6 +425,7 @@ impl BuildArgs {
         let (path, git, git_ref) = match source {
             ForkSource::Path(path) => (Some(path.clone()), None, None),
             ForkSource::Git { url, git_ref } => (None, Some(url.clone()), Some(git_ref.clone())),
+            _ => (None, None, None),
         };
         Self {
             source: path,
@@ -439,24 +440,36 @@ impl BuildArgs {
     }
 
     pub(crate) fn run(self, ctx: &Context) -> Result<()> {
+        let settings = config::load(ctx)?;
         let source = match (&self.source, &self.git) {
-            (Some(path), _) => ForkSource::Path(std::path::absolute(path).unwrap_or_else(|_| path.clone())),
-            (None, Some(url)) => ForkSource::Git {
+            (Some(path), _) => Source::Path(std::path::absolute(path).unwrap_or_else(|_| path.clone())),
+            (None, Some(url)) => Source::Git {
                 url: url.clone(),
-                git_ref: self.git_ref.clone().unwrap_or_else(|| "HEAD".to_owned()),
+                git_ref: self.git_ref.clone().unwrap_or_else(|| settings.fork.git_ref.clone()),
             },
-            (None, None) => ForkSource::default_checkout(),
+            (None, None) => match Source::from_config(&settings.fork.source(&paths::project_root()))? {
+                Source::Git { url, git_ref } => {
+                    Source::Git { url, git_ref: self.git_ref.clone().unwrap_or(git_ref) }
+                }
+                Source::Path(_) if self.git_ref.is_some() => bail!(
+                    "--ref needs a git source: pass --git URL, or set fork.git (`cargo xtask config set \
+                     fork.git URL`)"
+                ),
+                path @ Source::Path(_) => path,
+            },
         };
-        let arch = match self.arch {
-            Some(arch) => arch,
-            None => Arch::host()?,
+        let arch = match (self.arch, settings.build.arch) {
+            (Some(arch), _) => arch,
+            (None, ConfigArch::Amd64) => Arch::Amd64,
+            (None, ConfigArch::Arm64) => Arch::Arm64,
+            (None, _) => Arch::host()?,
         };
         let output = if self.push { Output::Push } else { Output::Load };
 
         // Everything that can be wrong with the source or the flags is found before Docker runs.
         let checkout = match &source {
-            ForkSource::Path(path) => Some(validate_checkout(path)?),
-            ForkSource::Git { .. } => None,
+            Source::Path(path) => Some(validate_checkout(path)?),
+            Source::Git { .. } => None,
         };
         if output == Output::Push && self.tags.is_empty() {
             bail!(
@@ -472,7 +485,7 @@ impl BuildArgs {
             }
         }
         let revision = match &source {
-            ForkSource::Path(path) => match checkout_revision(ctx, path) {
+            Source::Path(path) => match checkout_revision(ctx, path) {
                 Ok(revision) => Some(revision),
                 Err(err) if !self.tags.is_empty() && self.tags.iter().all(|t| has_explicit_tag(t)) => {
                     eprintln!("note: building without a commit: {err:#}");
@@ -480,7 +493,7 @@ impl BuildArgs {
                 }
                 Err(err) => return Err(err),
             },
-            ForkSource::Git { url, git_ref } => Some(remote_revision(ctx, url, git_ref)?),
+            Source::Git { url, git_ref } => Some(remote_revision(ctx, url, git_ref)?),
         };
         if arch == Arch::All && output == Output::Load {
             check_multi_platform_load(ctx)?;
@@ -491,8 +504,8 @@ impl BuildArgs {
             checkout: checkout.as_ref(),
             revision: revision.as_ref(),
             origin: match &source {
-                ForkSource::Path(path) => origin_url(ctx, path),
-                ForkSource::Git { url, .. } => Some(without_credentials(url)),
+                Source::Path(path) => origin_url(ctx, path),
+                Source::Git { url, .. } => Some(without_credentials(url)),
             },
             platforms: arch.platforms(),
             output,
@@ -617,7 +630,7 @@ fn rfc3339_utc(seconds: u64) -> String {
 /// Everything the `docker buildx build` command line is made of.
 #[derive(Debug)]
 struct Plan<'a> {
-    source: &'a ForkSource,
+    source: &'a Source,
     checkout: Option<&'a Checkout>,
     revision: Option<&'a Revision>,
     origin: Option<String>,
@@ -648,12 +661,12 @@ impl Plan<'_> {
         let root = paths::project_root();
         let mut cmd = Cmd::new(DOCKER).args(["buildx", "build", "--file"]).arg(root.join("Dockerfile"));
         cmd = match self.source {
-            ForkSource::Path(path) => {
+            Source::Path(path) => {
                 let mut context = std::ffi::OsString::from("fork=");
                 context.push(path);
                 cmd.arg("--build-context").arg(context)
             }
-            ForkSource::Git { url, git_ref } => {
+            Source::Git { url, git_ref } => {
                 let pinned = self.revision.map_or(git_ref.as_str(), |r| r.commit.as_str());
                 let context = format!("fork={}#{pinned}", git_context_url(url));
                 let cmd = cmd.arg("--build-context");
@@ -699,8 +712,8 @@ impl Plan<'_> {
     /// One line on stderr saying what is about to be built.
     fn summary(&self) -> String {
         let from = match self.source {
-            ForkSource::Path(path) => path.display().to_string(),
-            ForkSource::Git { url, git_ref } => format!("{} ({git_ref})", without_credentials(url)),
+            Source::Path(path) => path.display().to_string(),
+            Source::Git { url, git_ref } => format!("{} ({git_ref})", without_credentials(url)),
         };
         let mut line = format!(
             "building {} for {} from {from}",

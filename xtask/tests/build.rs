@@ -109,9 +109,23 @@ fn good_fork(label: &str) -> TempDir {
 /// overrides, a fixed build time, and a Docker engine address where nothing answers.
 fn xtask() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    for var in ["TDSQL_DOCKER", "TDSQL_GIT", "TEMPORAL_DSQL_PATH", "TDSQL_PROFILE", "DOCKER_CONTEXT"] {
+    for var in [
+        "TDSQL_DOCKER",
+        "TDSQL_GIT",
+        "TDSQL_PROFILE",
+        "TDSQL_FORK_PATH",
+        "TDSQL_FORK_GIT",
+        "TDSQL_FORK_GIT_REF",
+        "TDSQL_BUILD_ARCH",
+        "DOCKER_CONTEXT",
+    ] {
         cmd.env_remove(var);
     }
+    // Never the user's config.toml: built-in and profile defaults only, unless a test says otherwise.
+    cmd.env(
+        "TDSQL_CONFIG_FILE",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/empty-config.toml"),
+    );
     cmd.env("SOURCE_DATE_EPOCH", "0")
         .env("DOCKER_HOST", "unix:///nonexistent/tdsql-test-docker.sock")
         .env("CARGO_MANIFEST_DIR", env!("CARGO_MANIFEST_DIR"));
@@ -320,9 +334,9 @@ fn a_missing_source_and_a_checkout_without_git_are_rejected() {
         "{stderr}"
     );
 
-    // Default source: TEMPORAL_DSQL_PATH.
+    // Default source: the config's fork.path (here from its environment override).
     let (out, _, stderr) =
-        run(xtask().env("TEMPORAL_DSQL_PATH", &missing).args(["--dry-run", "build", "--arch", "amd64"]));
+        run(xtask().env("TDSQL_FORK_PATH", &missing).args(["--dry-run", "build", "--arch", "amd64"]));
     assert!(!out.status.success() && stderr.contains(&missing.display().to_string()), "{stderr}");
 
     let plain = TempDir::new("no-git");
@@ -344,6 +358,49 @@ fn a_missing_source_and_a_checkout_without_git_are_rejected() {
     ]);
     assert!(out.status.success(), "an explicit name:tag needs no commit: {stderr}");
     assert!(stdout.contains("--tag temporal-dsql-server:dev --load"), "{stdout}");
+}
+
+#[test]
+fn defaults_come_from_the_config_and_flags_override_them() {
+    let fork = good_fork("config");
+    let url = format!("file://{}", fork.path().display());
+    let commit = git(fork.path(), &["rev-parse", "HEAD"]);
+    git(fork.path(), &["branch", "release"]);
+    let dir = TempDir::new("config");
+    let config = dir.path().join("config.toml");
+    let with_config = || {
+        let mut cmd = xtask();
+        cmd.env("TDSQL_CONFIG_FILE", &config).args(["--dry-run", "build"]);
+        cmd
+    };
+
+    write(&config, &format!("[fork]\npath = \"{}\"\n\n[build]\narch = \"arm64\"\n", fork.path().display()));
+    let (out, stdout, stderr) = run(&mut with_config());
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(&format!("fork={} ", fork.path().display())),
+        "fork.path is the source: {stdout}"
+    );
+    assert!(stdout.contains("--platform linux/arm64 "), "build.arch is the default: {stdout}");
+    let (_, stdout, _) = run(with_config().args(["--arch", "amd64"]));
+    assert!(stdout.contains("--platform linux/amd64 "), "--arch wins over build.arch: {stdout}");
+    let (out, _, stderr) = run(with_config().args(["--ref", "release"]));
+    assert!(!out.status.success() && stderr.contains("--ref needs a git source"), "{stderr}");
+
+    write(&config, &format!("[fork]\ngit = \"{url}\"\ngit_ref = \"release\"\n"));
+    let (out, stdout, stderr) = run(with_config().args(["--arch", "amd64"]));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains(&format!("fork={url}#{commit}")), "fork.git and fork.git_ref: {stdout}");
+    assert!(stderr.contains("(release)"), "{stderr}");
+    let (out, _, stderr) = run(with_config().args(["--arch", "amd64", "--ref", "no-such-branch"]));
+    assert!(
+        !out.status.success() && stderr.contains("no branch or tag `no-such-branch`"),
+        "--ref wins: {stderr}"
+    );
+    let source = fork.path().display().to_string();
+    let (out, stdout, stderr) = run(with_config().args(["--arch", "amd64", "--source", &source]));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains(&format!("fork={source} ")), "--source wins over fork.git: {stdout}");
 }
 
 #[test]
