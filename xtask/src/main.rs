@@ -12,6 +12,8 @@ mod harness;
 mod ops;
 mod paths;
 mod profile;
+mod suite;
+mod workflows;
 
 use std::process::ExitCode;
 
@@ -39,6 +41,11 @@ enum Command {
     Config(config::ConfigArgs),
     /// Run the whole test suite: starts PostgreSQL, moto and friends, then fmt, clippy and tests
     Test(harness::TestArgs),
+    /// Run one workflow per feature against the running frontend and check each (activity, signals
+    /// and queries, timer, child, retry, visibility)
+    Smoke(suite::SmokeArgs),
+    /// Start workflows at a fixed rate against the running frontend; report rate and latency
+    Load(suite::LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +55,8 @@ fn main() -> ExitCode {
         Command::Doctor(args) => args.run(&ctx),
         Command::Test(args) => args.run(&ctx),
         Command::Config(args) => args.run(&ctx),
+        Command::Smoke(args) => args.run(&ctx),
+        Command::Load(args) => args.run(&ctx),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,8 +4,12 @@
 //! a service and does not get it fails with the reason and the command that provides it; nothing
 //! here skips.
 
+mod temporal;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
+
+pub use temporal::{TemporalDevServer, temporal_dev_server};
 
 /// How to get the services when a variable is missing.
 const HOW_TO_GET: &str = "run the suite with `cargo xtask test` (it starts PostgreSQL, moto and \

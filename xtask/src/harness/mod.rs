@@ -139,6 +139,9 @@ impl Services {
         std::fs::create_dir_all(&scratch)?;
         let mut env = Vec::new();
 
+        // The Temporal SDK behind tdsql-workflows needs protoc to build (clippy and the tests).
+        env.push(("PROTOC".to_owned(), crate::workflows::protoc(ctx)?));
+
         let tools = pytools::ensure(&scratch.join("venv"))?;
         env.push(("TDSQL_HADOLINT".to_owned(), tools.hadolint.display().to_string()));
         env.push(("TDSQL_TEMPORAL_CLI".to_owned(), tools.temporal.display().to_string()));

@@ -1,0 +1,740 @@
+//! `load`: an open-loop workflow generator plus workers in one process.
+//!
+//! Starts follow a fixed schedule (a linear ramp to `--rate`, then steady until `--duration`) that
+//! does not wait for earlier workflows: when the server slows down, workflows pile up instead of
+//! the rate dropping. The generator runs on its own threads and connection so its CPU time can be
+//! reported apart from the workers'. Latency is measured from the start request to the observed
+//! completion of each workflow.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use serde::Serialize;
+use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions};
+use temporalio_common::HasWorkflowDefinition;
+use temporalio_sdk::Runtime;
+
+use crate::client::{self, Target, Tuning};
+use crate::defs::{ActivitiesWorkflow, ParentInput, ParentWorkflow, SimpleWorkflow, TimerWorkflow};
+use crate::{cpu, duration, report, smoke};
+
+/// Name prefix of the generator's threads, to measure their CPU time.
+const GENERATOR_THREAD: &str = "load-generator";
+/// Kept error messages, for the report.
+const ERROR_SAMPLES: usize = 10;
+
+/// The workflow each start runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Kind {
+    /// Completes at once: one workflow task
+    Simple,
+    /// `--activities` activities one after the other
+    Activities,
+    /// Sleeps on a `--timer` timer
+    Timer,
+    /// Starts `--children` child workflows in parallel and waits for them
+    Child,
+}
+
+/// Arguments of `load`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LoadArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Workflows started per second once ramped up
+    #[arg(long, value_parser = parse_rate)]
+    rate: f64,
+    /// How long to start workflows (ramp-up included), e.g. 30s or 5m
+    #[arg(long, value_parser = duration::parse)]
+    duration: Duration,
+    /// Time to ramp the start rate linearly from zero to --rate
+    #[arg(long, default_value = "0s", value_parser = duration::parse)]
+    ramp_up: Duration,
+    /// The workflow to run
+    #[arg(long, value_enum, default_value = "simple")]
+    workflow: Kind,
+    /// Activities per workflow (--workflow activities)
+    #[arg(long, default_value_t = 5)]
+    activities: u32,
+    /// Children per workflow (--workflow child)
+    #[arg(long, default_value_t = 3)]
+    children: u32,
+    /// Timer per workflow (--workflow timer)
+    #[arg(long, default_value = "1s", value_parser = duration::parse)]
+    timer: Duration,
+    /// Workers in this process, all on the run's task queue
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Concurrent workflow tasks and activities per worker
+    #[arg(long, default_value_t = 200)]
+    slots: usize,
+    /// Concurrent polls per task type per worker
+    #[arg(long, default_value_t = 8)]
+    pollers: usize,
+    /// Threads of the generator's own runtime
+    #[arg(long, default_value_t = 1)]
+    generator_threads: usize,
+    /// How long to wait for the last workflows after the generator stops [default: the duration,
+    /// at least 60s, at most 10m]
+    #[arg(long, value_parser = duration::parse)]
+    drain_timeout: Option<Duration>,
+    /// Write the JSON report to FILE
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    #[command(flatten)]
+    thresholds: Thresholds,
+}
+
+/// Pass criteria; each one given makes the run fail (exit 1) when it is missed.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub(crate) struct Thresholds {
+    /// Fail when the achieved rate (completed per second) is below this
+    #[arg(long, value_name = "WPS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min_rate: Option<f64>,
+    /// Fail when the median latency is above this
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt_ms")]
+    max_p50: Option<Duration>,
+    /// Fail when the 95th percentile latency is above this
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt_ms")]
+    max_p95: Option<Duration>,
+    /// Fail when the 99th percentile latency is above this
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt_ms")]
+    max_p99: Option<Duration>,
+    /// Fail when more workflows than this failed, did not start or did not finish
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_failed: Option<u64>,
+}
+
+#[allow(clippy::ref_option)] // serde's `serialize_with` hands us `&Option<_>`
+fn ser_opt_ms<S: serde::Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(d) => serializer.serialize_f64(ms(*d)),
+        None => serializer.serialize_none(),
+    }
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate <= 100_000.0 => Ok(rate),
+        _ => Err(format!("`{text}` is not a rate; give workflows per second, e.g. 50 or 2.5")),
+    }
+}
+
+/// When each start is due: a linear ramp from 0 to `rate` over `ramp`, then `rate` until `duration`.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    rate: f64,
+    ramp: f64,
+    duration: f64,
+}
+
+impl Schedule {
+    fn new(rate: f64, ramp: Duration, duration: Duration) -> Self {
+        Self { rate, ramp: ramp.as_secs_f64(), duration: duration.as_secs_f64() }
+    }
+
+    /// Starts due by `t` seconds: the integral of the rate.
+    fn due_by(&self, t: f64) -> f64 {
+        let t = t.min(self.duration);
+        if t <= self.ramp { self.rate * t * t / (2.0 * self.ramp) } else { self.rate * (t - self.ramp / 2.0) }
+    }
+
+    /// How many starts the whole run makes.
+    fn total(&self) -> u64 {
+        // Tiny epsilon: 10/s for 3 s is 30 starts, not 29 because of rounding.
+        (self.due_by(self.duration) + 1e-9).floor() as u64
+    }
+
+    /// Seconds after the beginning at which start `i` (0-based) is due: the inverse of `due_by`.
+    fn offset(&self, i: u64) -> f64 {
+        let n = (i + 1) as f64;
+        let ramp_starts = self.rate * self.ramp / 2.0;
+        if n <= ramp_starts {
+            (2.0 * self.ramp * n / self.rate).sqrt()
+        } else {
+            self.ramp / 2.0 + n / self.rate
+        }
+    }
+}
+
+/// Counters and samples the generator's tasks share with the progress display.
+#[derive(Default)]
+struct Shared {
+    scheduled: AtomicU64,
+    started: AtomicU64,
+    start_failed: AtomicU64,
+    completed: AtomicU64,
+    failed: AtomicU64,
+    /// Per completed workflow: (completion time since the run began, latency).
+    finished: Mutex<Vec<(Duration, Duration)>>,
+    /// How late each start was against its schedule.
+    lags: Mutex<Vec<Duration>>,
+    errors: Mutex<Vec<String>>,
+}
+
+impl Shared {
+    fn error(&self, workflow_id: &str, what: &str, err: &dyn std::fmt::Display) {
+        let mut errors = self.errors.lock().expect("lock is never poisoned");
+        if errors.len() < ERROR_SAMPLES {
+            errors.push(format!("{workflow_id}: {what}: {err}"));
+        }
+    }
+}
+
+/// What the generator thread hands back.
+struct Generated {
+    /// When the first start was due.
+    began: Instant,
+    /// When the last start was sent.
+    last_start: Instant,
+    /// Workflows still running when the drain timeout ended.
+    unfinished: u64,
+}
+
+/// The report written to `--report` and summarised on stdout.
+#[derive(Debug, Serialize)]
+struct Report {
+    workflow: Kind,
+    target_rate: f64,
+    duration_s: f64,
+    ramp_up_s: f64,
+    workers: usize,
+    address: String,
+    namespace: String,
+    task_queue: String,
+    counts: Counts,
+    /// Completed workflows per second, from the first start to the last completion.
+    achieved_rate: f64,
+    /// Completions per second between the end of the ramp-up and the end of the duration.
+    steady_rate: f64,
+    /// Starts sent per second over the generation window.
+    start_rate: f64,
+    elapsed_s: f64,
+    latency_ms: Latency,
+    generator: Generator,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    process_cpu_share: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    machine: Option<MachineLoad>,
+    thresholds: Thresholds,
+    passed: bool,
+    failure_reasons: Vec<String>,
+    error_samples: Vec<String>,
+}
+
+/// Every scheduled workflow ends up in exactly one of started/start_failed, and every started one
+/// in exactly one of completed/failed/unfinished.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+struct Counts {
+    scheduled: u64,
+    started: u64,
+    start_failed: u64,
+    completed: u64,
+    failed: u64,
+    unfinished: u64,
+}
+
+#[derive(Debug, Serialize, Default)]
+struct Latency {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    max: f64,
+    mean: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Generator {
+    threads: usize,
+    /// The generator's CPU time as a share of one core over the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_share: Option<f64>,
+    /// How late starts were against the schedule: a generator that cannot keep up shows here.
+    lag_p99_ms: f64,
+    lag_max_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct MachineLoad {
+    cores: usize,
+    /// Share of all cores busy during the run (every process, the server included).
+    busy_share: f64,
+}
+
+impl LoadArgs {
+    /// Runs the load; `Ok(false)` when a threshold was missed.
+    pub(crate) async fn run(self) -> Result<bool> {
+        if self.ramp_up >= self.duration && !self.ramp_up.is_zero() {
+            bail!(
+                "--ramp-up ({} s) must be shorter than --duration ({} s)",
+                self.ramp_up.as_secs_f64(),
+                self.duration.as_secs_f64()
+            );
+        }
+        if self.workers == 0 || self.generator_threads == 0 || self.slots == 0 || self.pollers == 0 {
+            bail!("--workers, --generator-threads, --slots and --pollers must be at least 1");
+        }
+        let schedule = Schedule::new(self.rate, self.ramp_up, self.duration);
+        let drain = self
+            .drain_timeout
+            .unwrap_or_else(|| self.duration.clamp(Duration::from_secs(60), Duration::from_secs(600)));
+        let client = self.target.connect().await?;
+        let task_queue = format!("tdsql-load-{}", smoke::run_tag());
+        let runtime = Runtime::from_current_tokio(Default::default())
+            .map_err(|err| anyhow!("{err}"))
+            .context("cannot start the Temporal SDK runtime")?;
+        let tuning = Tuning { slots: self.slots, pollers: self.pollers };
+        let mut workers = (0..self.workers)
+            .map(|_| client::worker(&runtime, client.clone(), &task_queue, Some(tuning)))
+            .collect::<Result<Vec<_>>>()?;
+        let shutdowns: Vec<_> = workers.iter().map(temporalio_sdk::Worker::shutdown_handle).collect();
+
+        println!(
+            "load: {} workflows at {}/s for {} s (ramp-up {} s) = {} starts; {} worker(s); task queue {task_queue}",
+            self.workflow.name(),
+            self.rate,
+            self.duration.as_secs_f64(),
+            self.ramp_up.as_secs_f64(),
+            schedule.total(),
+            self.workers
+        );
+
+        let shared = Arc::new(Shared::default());
+        let plan = Plan {
+            target: self.target.clone(),
+            kind: self.workflow,
+            activities: self.activities,
+            children: self.children,
+            timer: self.timer,
+            task_queue: task_queue.clone(),
+            schedule,
+            drain,
+            threads: self.generator_threads,
+        };
+        let cpu_before = (cpu::process(), cpu::Machine::now(), Instant::now());
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let generator_shared = shared.clone();
+        let generator = std::thread::Builder::new()
+            .name(GENERATOR_THREAD.to_owned())
+            .spawn(move || {
+                let result = plan.generate(&generator_shared);
+                let _ = done_tx.send(());
+                result
+            })
+            .context("cannot start the generator thread")?;
+
+        let monitor = async {
+            progress(&shared, &schedule, done_rx).await;
+            for shutdown in &shutdowns {
+                shutdown();
+            }
+        };
+        let (worker_results, ()) = tokio::join!(
+            futures::future::join_all(workers.iter_mut().map(temporalio_sdk::Worker::run)),
+            monitor
+        );
+        let generated = generator.join().map_err(|_| anyhow!("the generator thread panicked"))??;
+        for result in worker_results {
+            result.map_err(|err| anyhow!("{err}")).context("a load worker stopped with an error")?;
+        }
+        // Generator threads are gone by now; their CPU time went with them, so it is measured
+        // inside the generator and returned.
+        let report = self.report(&shared, &generated, &task_queue, cpu_before);
+        print_summary(&report);
+        if let Some(path) = &self.report {
+            report::write_atomic(path, (serde_json::to_string_pretty(&report)? + "\n").as_bytes())?;
+            println!("load: report written to {}", path.display());
+        }
+        Ok(report.passed)
+    }
+
+    fn report(
+        &self,
+        shared: &Shared,
+        generated: &GeneratedWithCpu,
+        task_queue: &str,
+        (cpu_before, machine_before, wall_before): (Option<Duration>, Option<cpu::Machine>, Instant),
+    ) -> Report {
+        let wall = wall_before.elapsed();
+        let GeneratedWithCpu { generated, cpu: generator_cpu } = generated;
+        let finished = shared.finished.lock().expect("lock is never poisoned");
+        let mut latencies: Vec<Duration> = finished.iter().map(|(_, latency)| *latency).collect();
+        latencies.sort_unstable();
+        let mut lags = shared.lags.lock().expect("lock is never poisoned").clone();
+        lags.sort_unstable();
+
+        let counts = Counts {
+            scheduled: shared.scheduled.load(Ordering::Relaxed),
+            started: shared.started.load(Ordering::Relaxed),
+            start_failed: shared.start_failed.load(Ordering::Relaxed),
+            completed: shared.completed.load(Ordering::Relaxed),
+            failed: shared.failed.load(Ordering::Relaxed),
+            unfinished: generated.unfinished,
+        };
+        let last_completion = finished.iter().map(|(at, _)| *at).max().unwrap_or_default();
+        let achieved_rate = per_second(counts.completed, last_completion);
+        let steady_from = self.ramp_up;
+        let steady_to = self.duration;
+        let steady_count =
+            finished.iter().filter(|(at, _)| *at >= steady_from && *at < steady_to).count() as u64;
+        let steady_rate = per_second(steady_count, steady_to - steady_from);
+        let start_window = generated.last_start.saturating_duration_since(generated.began).max(self.duration);
+        let start_rate = per_second(counts.started + counts.start_failed, start_window);
+        let latency = Latency {
+            p50: ms(percentile(&latencies, 0.50)),
+            p95: ms(percentile(&latencies, 0.95)),
+            p99: ms(percentile(&latencies, 0.99)),
+            max: ms(latencies.last().copied().unwrap_or_default()),
+            mean: if latencies.is_empty() {
+                0.0
+            } else {
+                ms(latencies.iter().sum::<Duration>() / u32::try_from(latencies.len()).unwrap_or(u32::MAX))
+            },
+        };
+        let share = |cpu: Duration| round3(cpu.as_secs_f64() / wall.as_secs_f64());
+        let process_cpu_share =
+            cpu_before.zip(cpu::process()).map(|(before, after)| share(after.saturating_sub(before)));
+        let machine = machine_before.zip(cpu::Machine::now()).and_then(|(before, after)| {
+            Some(MachineLoad { cores: after.cores, busy_share: round3(after.busy_since(&before)?) })
+        });
+        let generator = Generator {
+            threads: self.generator_threads,
+            cpu_share: generator_cpu.map(share),
+            lag_p99_ms: ms(percentile(&lags, 0.99)),
+            lag_max_ms: ms(lags.last().copied().unwrap_or_default()),
+        };
+
+        let t = &self.thresholds;
+        let mut failure_reasons = Vec::new();
+        if let Some(min) = t.min_rate
+            && achieved_rate < min
+        {
+            failure_reasons.push(format!("achieved rate {achieved_rate:.2}/s is below --min-rate {min}"));
+        }
+        for (name, limit, value) in [
+            ("--max-p50", t.max_p50, latency.p50),
+            ("--max-p95", t.max_p95, latency.p95),
+            ("--max-p99", t.max_p99, latency.p99),
+        ] {
+            if let Some(limit) = limit
+                && (value > ms(limit) || counts.completed == 0)
+            {
+                failure_reasons.push(format!("latency {value:.1} ms is above {name} {:.1} ms", ms(limit)));
+            }
+        }
+        let not_completed = counts.start_failed + counts.failed + counts.unfinished;
+        if let Some(max) = t.max_failed
+            && not_completed > max
+        {
+            failure_reasons.push(format!(
+                "{not_completed} workflows failed, did not start or did not finish; --max-failed is {max}"
+            ));
+        }
+        Report {
+            workflow: self.workflow,
+            target_rate: self.rate,
+            duration_s: self.duration.as_secs_f64(),
+            ramp_up_s: self.ramp_up.as_secs_f64(),
+            workers: self.workers,
+            address: self.target.address.clone(),
+            namespace: self.target.namespace.clone(),
+            task_queue: task_queue.to_owned(),
+            passed: failure_reasons.is_empty(),
+            counts,
+            achieved_rate: round3(achieved_rate),
+            steady_rate: round3(steady_rate),
+            start_rate: round3(start_rate),
+            elapsed_s: duration::secs(wall),
+            latency_ms: latency,
+            generator,
+            process_cpu_share,
+            machine,
+            thresholds: t.clone(),
+            failure_reasons,
+            error_samples: shared.errors.lock().expect("lock is never poisoned").clone(),
+        }
+    }
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Simple => "simple",
+            Kind::Activities => "activities",
+            Kind::Timer => "timer",
+            Kind::Child => "child",
+        }
+    }
+}
+
+/// Everything the generator thread needs.
+struct Plan {
+    target: Target,
+    kind: Kind,
+    activities: u32,
+    children: u32,
+    timer: Duration,
+    task_queue: String,
+    schedule: Schedule,
+    drain: Duration,
+    threads: usize,
+}
+
+struct GeneratedWithCpu {
+    generated: Generated,
+    cpu: Option<Duration>,
+}
+
+impl Plan {
+    /// Runs the schedule on a runtime of its own (blocking this thread until the drain ends).
+    fn generate(self, shared: &Arc<Shared>) -> Result<GeneratedWithCpu> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(self.threads)
+            .thread_name(GENERATOR_THREAD)
+            .enable_all()
+            .build()
+            .context("cannot start the generator's runtime")?;
+        let generated = runtime.block_on(self.run(shared))?;
+        // Measure while the runtime's threads still exist.
+        let cpu = cpu::threads(GENERATOR_THREAD);
+        drop(runtime);
+        Ok(GeneratedWithCpu { generated, cpu })
+    }
+
+    async fn run(&self, shared: &Arc<Shared>) -> Result<Generated> {
+        let client = self.target.connect().await.context("the generator cannot connect")?;
+        let total = self.schedule.total();
+        let began = Instant::now();
+        let deadline = began + Duration::from_secs_f64(self.schedule.duration) + self.drain;
+        // Workflows left behind by an interrupted run end by themselves.
+        let execution_timeout =
+            Duration::from_secs_f64(self.schedule.duration) + self.drain + Duration::from_secs(60);
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut last_start = began;
+        for i in 0..total {
+            let due = began + Duration::from_secs_f64(self.schedule.offset(i));
+            tokio::time::sleep_until(due.into()).await;
+            last_start = Instant::now();
+            shared
+                .lags
+                .lock()
+                .expect("lock is never poisoned")
+                .push(last_start.saturating_duration_since(due));
+            shared.scheduled.fetch_add(1, Ordering::Relaxed);
+            let workflow_id = format!("{}-{i}", self.task_queue);
+            let options = WorkflowStartOptions::new(self.task_queue.clone(), workflow_id.clone())
+                .execution_timeout(execution_timeout)
+                .build();
+            let job = Job { client: client.clone(), shared: shared.clone(), workflow_id, options, began };
+            match self.kind {
+                Kind::Simple => tasks.spawn(job.drive(SimpleWorkflow::run, ())),
+                Kind::Activities => tasks.spawn(job.drive(ActivitiesWorkflow::run, self.activities)),
+                Kind::Timer => {
+                    let millis = u64::try_from(self.timer.as_millis()).unwrap_or(u64::MAX);
+                    tasks.spawn(job.drive(TimerWorkflow::run, millis))
+                }
+                Kind::Child => {
+                    tasks.spawn(job.drive(ParentWorkflow::run, ParentInput { children: self.children }))
+                }
+            };
+            while tasks.try_join_next().is_some() {}
+        }
+        let drained =
+            tokio::time::timeout_at(deadline.into(), async { while tasks.join_next().await.is_some() {} })
+                .await;
+        let unfinished = if drained.is_ok() { 0 } else { tasks.len() as u64 };
+        tasks.abort_all();
+        Ok(Generated { began, last_start, unfinished })
+    }
+}
+
+/// One workflow: start it, wait for its result, count it.
+struct Job {
+    client: Client,
+    shared: Arc<Shared>,
+    workflow_id: String,
+    options: WorkflowStartOptions,
+    began: Instant,
+}
+
+impl Job {
+    async fn drive<W>(self, workflow: W, input: W::Input)
+    where
+        W: HasWorkflowDefinition + Send + 'static,
+        W::Input: Send,
+    {
+        let sent = Instant::now();
+        let handle = match self.client.start_workflow(workflow, input, self.options).await {
+            Ok(handle) => handle,
+            Err(err) => {
+                self.shared.start_failed.fetch_add(1, Ordering::Relaxed);
+                self.shared.error(&self.workflow_id, "start failed", &err);
+                return;
+            }
+        };
+        self.shared.started.fetch_add(1, Ordering::Relaxed);
+        match handle.get_result(WorkflowGetResultOptions::default()).await {
+            Ok(_) => {
+                let now = Instant::now();
+                let mut finished = self.shared.finished.lock().expect("lock is never poisoned");
+                finished.push((now - self.began, now - sent));
+                self.shared.completed.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(err) => {
+                self.shared.failed.fetch_add(1, Ordering::Relaxed);
+                self.shared.error(&self.workflow_id, "workflow failed", &err);
+            }
+        }
+    }
+}
+
+/// Shows progress until the generator is done: a live line on a terminal, a line every 10 s
+/// otherwise.
+async fn progress(shared: &Shared, schedule: &Schedule, mut done: tokio::sync::oneshot::Receiver<()>) {
+    let tty = std::io::stdout().is_terminal();
+    let every = if tty { Duration::from_secs(1) } else { Duration::from_secs(10) };
+    let began = Instant::now();
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut last_completed = 0;
+    loop {
+        tokio::select! {
+            _ = &mut done => break,
+            _ = ticker.tick() => {}
+        }
+        let completed = shared.completed.load(Ordering::Relaxed);
+        let started = shared.started.load(Ordering::Relaxed);
+        let failed = shared.failed.load(Ordering::Relaxed) + shared.start_failed.load(Ordering::Relaxed);
+        let in_flight = started.saturating_sub(completed + shared.failed.load(Ordering::Relaxed));
+        let rate = (completed - last_completed) as f64 / every.as_secs_f64();
+        last_completed = completed;
+        let t = began.elapsed().as_secs_f64();
+        let line = format!(
+            "{t:6.0} s  target {:.0}/s  started {started}/{}  completed {completed} ({rate:.1}/s)  failed {failed}  in flight {in_flight}",
+            if t < schedule.ramp { schedule.rate * t / schedule.ramp } else { schedule.rate },
+            schedule.total(),
+        );
+        let mut out = std::io::stdout().lock();
+        let _ = if tty { write!(out, "\r\x1b[2K{line}") } else { writeln!(out, "load: {line}") };
+        let _ = out.flush();
+    }
+    if tty {
+        print!("\r\x1b[2K");
+        let _ = std::io::stdout().flush();
+    }
+}
+
+fn print_summary(r: &Report) {
+    let c = &r.counts;
+    println!(
+        "load: scheduled {}, started {}, start failed {}, completed {}, failed {}, unfinished {}",
+        c.scheduled, c.started, c.start_failed, c.completed, c.failed, c.unfinished
+    );
+    println!(
+        "load: achieved {:.2} wf/s (target {}), steady {:.2} wf/s, starts {:.2}/s, {:.1} s in all",
+        r.achieved_rate, r.target_rate, r.steady_rate, r.start_rate, r.elapsed_s
+    );
+    let l = &r.latency_ms;
+    println!(
+        "load: start-to-completion latency p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        l.p50, l.p95, l.p99, l.max
+    );
+    let pct = |share: Option<f64>| share.map_or_else(|| "n/a".to_owned(), |s| format!("{:.0}%", s * 100.0));
+    println!(
+        "load: generator {} of one core ({} thread(s), start lag p99 {:.1} ms), this process {} of one core, machine {} busy{}",
+        pct(r.generator.cpu_share),
+        r.generator.threads,
+        r.generator.lag_p99_ms,
+        pct(r.process_cpu_share),
+        pct(r.machine.as_ref().map(|m| m.busy_share)),
+        r.machine.as_ref().map_or_else(String::new, |m| format!(" ({} cores)", m.cores)),
+    );
+    for sample in &r.error_samples {
+        println!("load: error: {sample}");
+    }
+    if r.passed {
+        println!("load: PASSED");
+    } else {
+        for reason in &r.failure_reasons {
+            println!("load: FAILED: {reason}");
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted values (zero when empty).
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn per_second(count: u64, window: Duration) -> f64 {
+    if window.is_zero() { 0.0 } else { count as f64 / window.as_secs_f64() }
+}
+
+fn ms(d: Duration) -> f64 {
+    round3(d.as_secs_f64() * 1000.0)
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steady_schedule_spaces_starts_evenly() {
+        let s = Schedule::new(10.0, Duration::ZERO, Duration::from_secs(3));
+        assert_eq!(s.total(), 30);
+        assert!((s.offset(0) - 0.1).abs() < 1e-9);
+        assert!((s.offset(29) - 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn ramp_schedule_is_the_inverse_of_its_integral() {
+        let s = Schedule::new(100.0, Duration::from_secs(10), Duration::from_secs(30));
+        // 500 starts during the ramp, then 100/s for 20 s.
+        assert_eq!(s.total(), 2500);
+        for i in [0, 10, 249, 499, 500, 1000, 2499] {
+            let t = s.offset(i);
+            assert!((s.due_by(t) - (i + 1) as f64).abs() < 1e-6, "start {i} at {t}");
+        }
+        assert!(s.offset(2499) <= 30.0 + 1e-9);
+        // Starts are ever closer together during the ramp and evenly spaced after it.
+        assert!(s.offset(1) - s.offset(0) > s.offset(401) - s.offset(400));
+        assert!((s.offset(1001) - s.offset(1000) - 0.01).abs() < 1e-9);
+    }
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let values: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&values, 0.50), Duration::from_millis(50));
+        assert_eq!(percentile(&values, 0.95), Duration::from_millis(95));
+        assert_eq!(percentile(&values, 0.99), Duration::from_millis(99));
+        assert_eq!(percentile(&values, 1.0), Duration::from_millis(100));
+        assert_eq!(percentile(&values[..1], 0.99), Duration::from_millis(1));
+        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn rates_must_be_positive_numbers() {
+        assert_eq!(parse_rate("2.5"), Ok(2.5));
+        for bad in ["0", "-1", "fast", "NaN"] {
+            assert!(parse_rate(bad).unwrap_err().contains("is not a rate"), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The suite binary against a real Temporal dev server (the harness's Temporal CLI).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use tdsql_test_support::temporal_dev_server;
+
+fn suite(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tdsql-workflows")).args(args).output().expect("the suite binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tdsql-workflows-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn smoke_passes_against_a_dev_server() {
+    let server = temporal_dev_server();
+    let dir = scratch("smoke-pass");
+    let report = dir.join("smoke.json");
+    let out = suite(&["smoke", "--address", server.address(), "--report", report.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "smoke failed:\n{stdout}\n{}\nserver log:\n{}",
+        text(&out.stderr),
+        server.log()
+    );
+    for check in ["activity", "signals-queries", "timer", "child", "retry", "visibility"] {
+        assert!(
+            stdout.lines().any(|l| l.trim_start().starts_with(&format!("PASS  {check} "))),
+            "no PASS line for {check}:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("6 passed, 0 failed"), "{stdout}");
+
+    let json = read_json(&report);
+    assert_eq!(json["passed"], true);
+    assert_eq!(json["address"], server.address());
+    let checks = json["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 6);
+    for check in checks {
+        assert_eq!(check["passed"], true, "{check}");
+        assert!(check["workflow_id"].as_str().unwrap().starts_with("tdsql-smoke-"), "{check}");
+        assert!(check.get("reason").is_none(), "{check}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_broken_check_fails_with_its_workflow_id_and_reason() {
+    let server = temporal_dev_server();
+    let dir = scratch("smoke-broken");
+    let report = dir.join("smoke.xml");
+    let out = suite(&[
+        "smoke",
+        "--address",
+        server.address(),
+        "--only",
+        "activity",
+        "--only",
+        "signals-queries",
+        "--sabotage",
+        "signals-queries",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.lines().any(|l| l.trim_start().starts_with("PASS  activity ")), "{stdout}");
+    let fail = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("FAIL  signals-queries "))
+        .unwrap_or_else(|| panic!("no FAIL line:\n{stdout}"));
+    // The line names the workflow the query went to and why it failed.
+    assert!(fail.contains("-signals-queries-missing: query `items` failed"), "{fail}");
+    assert!(fail.to_lowercase().contains("not found"), "{fail}");
+    assert!(stdout.contains("1 passed, 1 failed"), "{stdout}");
+
+    let xml = std::fs::read_to_string(&report).unwrap();
+    assert!(xml.starts_with("<?xml"), "{xml}");
+    assert!(xml.contains(r#"tests="2" failures="1""#), "{xml}");
+    assert!(xml.contains(r#"<testcase classname="smoke" name="activity""#), "{xml}");
+    assert!(xml.contains("<failure message=\"tdsql-smoke-"), "{xml}");
+    assert!(xml.contains("-signals-queries-missing: query `items` failed"), "{xml}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn smoke_without_a_frontend_says_how_to_get_one() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let address = format!("127.0.0.1:{port}");
+    let out = suite(&["smoke", "--address", &address]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("cannot reach the Temporal frontend at {address}")), "{stderr}");
+    assert!(stderr.contains("cargo xtask up"), "{stderr}");
+}
+
+#[test]
+fn load_counts_add_up_and_thresholds_decide_the_exit_code() {
+    let server = temporal_dev_server();
+    let dir = scratch("load");
+
+    // 5/s for 4 s with a 1 s ramp: 2.5 starts during the ramp, then 15: 17 in all.
+    let report = dir.join("load.json");
+    let out = suite(&[
+        "load",
+        "--address",
+        server.address(),
+        "--rate",
+        "5",
+        "--duration",
+        "4s",
+        "--ramp-up",
+        "1s",
+        "--workflow",
+        "activities",
+        "--activities",
+        "2",
+        "--max-failed",
+        "0",
+        "--max-p99",
+        "30s",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "load failed:\n{stdout}\n{}\nserver log:\n{}",
+        text(&out.stderr),
+        server.log()
+    );
+    let json = read_json(&report);
+    let count = |key: &str| json["counts"][key].as_u64().unwrap();
+    assert_eq!(count("scheduled"), 17, "{json}");
+    assert_eq!(count("scheduled"), count("started") + count("start_failed"), "{json}");
+    assert_eq!(count("started"), count("completed") + count("failed") + count("unfinished"), "{json}");
+    assert_eq!(count("completed"), 17, "{json}");
+    assert_eq!(json["passed"], true, "{json}");
+    let latency = |key: &str| json["latency_ms"][key].as_f64().unwrap();
+    assert!(latency("p50") > 0.0, "{json}");
+    assert!(latency("p50") <= latency("p95") && latency("p95") <= latency("p99"), "{json}");
+    assert!(latency("p99") <= latency("max"), "{json}");
+    assert!(json["achieved_rate"].as_f64().unwrap() > 0.0, "{json}");
+    assert!(stdout.contains("scheduled 17, started 17, start failed 0, completed 17"), "{stdout}");
+
+    // No workflow completes within a microsecond: the threshold is missed and the run fails.
+    let report = dir.join("load-missed.json");
+    let out = suite(&[
+        "load",
+        "--address",
+        server.address(),
+        "--rate",
+        "2",
+        "--duration",
+        "2s",
+        "--max-p50",
+        "0.001ms",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("FAILED: latency") && stdout.contains("--max-p50"), "{stdout}");
+    let json = read_json(&report);
+    assert_eq!(json["passed"], false, "{json}");
+    assert_eq!(json["thresholds"]["max_p50"], 0.001, "{json}");
+    let reasons = json["failure_reasons"].as_array().unwrap();
+    assert!(reasons.iter().any(|r| r.as_str().unwrap().contains("--max-p50")), "{json}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,177 @@
+//! `cargo xtask smoke` and `cargo xtask load`: the workflow suite against a running frontend.
+//!
+//! Both only parse, fill in defaults from the profile and hand over to the `tdsql-workflows`
+//! binary (see [`crate::workflows`]), whose exit code becomes ours. They need nothing but a
+//! reachable Temporal frontend: `up`'s natural next step.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+
+use crate::context::Context;
+use crate::workflows;
+
+/// The frontend a profile publishes on the host.
+// The config loader (crate::config) will supply `temporal.*` ports; until then both profiles
+// publish the frontend on the Temporal default.
+const DEFAULT_FRONTEND: &str = "127.0.0.1:7233";
+
+/// Where the suite runs: the frontend and the namespace.
+#[derive(Debug, Args)]
+pub(crate) struct TargetArgs {
+    /// Temporal frontend gRPC address (HOST:PORT) [default: the profile's frontend, 127.0.0.1:7233]
+    #[arg(long, value_name = "HOST:PORT")]
+    address: Option<String>,
+    /// Namespace to run in
+    #[arg(long, default_value = "default", value_name = "NS")]
+    namespace: String,
+}
+
+impl TargetArgs {
+    fn to_args(&self, _ctx: &Context) -> Vec<OsString> {
+        let address = self.address.clone().unwrap_or_else(|| DEFAULT_FRONTEND.to_owned());
+        ["--address".into(), address.into(), "--namespace".into(), self.namespace.clone().into()].into()
+    }
+}
+
+/// Arguments of `cargo xtask smoke`.
+#[derive(Debug, Args)]
+pub(crate) struct SmokeArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Write a report: JUnit XML when FILE ends in .xml, JSON otherwise
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Time each check may take, e.g. 30s
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<String>,
+    /// Run only these checks (repeatable)
+    #[arg(long, value_enum)]
+    only: Vec<Check>,
+}
+
+/// The smoke checks, as the suite binary names them.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Check {
+    Activity,
+    SignalsQueries,
+    Timer,
+    Child,
+    Retry,
+    Visibility,
+}
+
+impl SmokeArgs {
+    pub(crate) fn run(self, ctx: &Context) -> Result<()> {
+        let mut args: Vec<OsString> = vec!["smoke".into()];
+        args.extend(self.target.to_args(ctx));
+        if let Some(timeout) = &self.timeout {
+            args.extend(["--timeout".into(), timeout.into()]);
+        }
+        for check in &self.only {
+            args.extend(["--only".into(), value_name(*check).into()]);
+        }
+        if let Some(report) = &self.report {
+            args.extend(["--report".into(), absolute(report).into()]);
+        }
+        workflows::command(ctx, args)?.run(ctx)
+    }
+}
+
+/// Arguments of `cargo xtask load`.
+#[derive(Debug, Args)]
+pub(crate) struct LoadArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Workflows started per second once ramped up (open loop: the rate does not drop when the
+    /// server slows)
+    #[arg(long, value_name = "WPS")]
+    rate: String,
+    /// How long to start workflows, ramp-up included, e.g. 60s or 5m
+    #[arg(long, value_name = "DURATION")]
+    duration: String,
+    /// Time to ramp the start rate up from zero
+    #[arg(long, value_name = "DURATION")]
+    ramp_up: Option<String>,
+    /// The workflow to run
+    #[arg(long, value_enum, default_value_t = Workflow::Simple)]
+    workflow: Workflow,
+    /// Write the JSON report to FILE
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Fail when fewer workflows than this complete per second
+    #[arg(long, value_name = "WPS")]
+    min_rate: Option<String>,
+    /// Fail when the median start-to-completion latency is above this
+    #[arg(long, value_name = "DURATION")]
+    max_p50: Option<String>,
+    /// Fail when the 95th percentile latency is above this
+    #[arg(long, value_name = "DURATION")]
+    max_p95: Option<String>,
+    /// Fail when the 99th percentile latency is above this
+    #[arg(long, value_name = "DURATION")]
+    max_p99: Option<String>,
+    /// Fail when more workflows than this fail, do not start or do not finish
+    #[arg(long, value_name = "N")]
+    max_failed: Option<String>,
+    /// More options of the generator, passed on as they are (see
+    /// `cargo run -p tdsql-workflows -- load --help`): --workers, --activities, --children, --timer, ...
+    #[arg(last = true, value_name = "LOAD OPTIONS")]
+    extra: Vec<String>,
+}
+
+/// The workflows `load` can run.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Workflow {
+    /// Completes at once
+    Simple,
+    /// Five activities in a row
+    Activities,
+    /// A one-second timer
+    Timer,
+    /// Three child workflows
+    Child,
+}
+
+impl LoadArgs {
+    pub(crate) fn run(self, ctx: &Context) -> Result<()> {
+        let mut args: Vec<OsString> = vec!["load".into()];
+        args.extend(self.target.to_args(ctx));
+        args.extend(["--rate".into(), self.rate.into(), "--duration".into(), self.duration.into()]);
+        args.extend(["--workflow".into(), value_name(self.workflow).into()]);
+        let optional = [
+            ("--ramp-up", self.ramp_up),
+            ("--min-rate", self.min_rate),
+            ("--max-p50", self.max_p50),
+            ("--max-p95", self.max_p95),
+            ("--max-p99", self.max_p99),
+            ("--max-failed", self.max_failed),
+        ];
+        for (flag, value) in optional {
+            if let Some(value) = value {
+                args.extend([flag.into(), value.into()]);
+            }
+        }
+        if let Some(report) = &self.report {
+            args.extend(["--report".into(), absolute(report).into()]);
+        }
+        args.extend(self.extra.into_iter().map(OsString::from));
+        workflows::command(ctx, args)?.run(ctx)
+    }
+}
+
+/// A value's name on the command line, e.g. `signals-queries`.
+fn value_name(value: impl ValueEnum) -> String {
+    value.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
+}
+
+/// A report path as the user meant it: relative to where they ran the command (the suite binary
+/// runs in the project root).
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_owned();
+    }
+    std::env::current_dir().map_or_else(|_| path.to_owned(), |cwd| cwd.join(path))
+}
