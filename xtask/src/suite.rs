@@ -7,21 +7,17 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
 
 use crate::context::Context;
-use crate::workflows;
-
-/// The frontend a profile publishes on the host.
-// The config loader (crate::config) will supply `temporal.*` ports; until then both profiles
-// publish the frontend on the Temporal default.
-const DEFAULT_FRONTEND: &str = "127.0.0.1:7233";
+use crate::{config, workflows};
 
 /// Where the suite runs: the frontend and the namespace.
 #[derive(Debug, Args)]
 pub(crate) struct TargetArgs {
-    /// Temporal frontend gRPC address (HOST:PORT) [default: the profile's frontend, 127.0.0.1:7233]
+    /// Temporal frontend gRPC address (HOST:PORT) [default: the profile's frontend,
+    /// 127.0.0.1:<temporal.ports.frontend_grpc>, 7233 unless the config says otherwise]
     #[arg(long, value_name = "HOST:PORT")]
     address: Option<String>,
     /// Namespace to run in
@@ -30,9 +26,20 @@ pub(crate) struct TargetArgs {
 }
 
 impl TargetArgs {
-    fn to_args(&self, _ctx: &Context) -> Vec<OsString> {
-        let address = self.address.clone().unwrap_or_else(|| DEFAULT_FRONTEND.to_owned());
-        ["--address".into(), address.into(), "--namespace".into(), self.namespace.clone().into()].into()
+    /// `--address` and `--namespace` for the suite binary; the config is read only when no
+    /// address is given, so an explicit one needs nothing but a reachable frontend.
+    fn to_args(&self, ctx: &Context) -> Result<Vec<OsString>> {
+        let address = match &self.address {
+            Some(address) => address.clone(),
+            None => {
+                let config = config::load(ctx).context(
+                    "cannot work out the frontend address from the config; fix the config or pass --address",
+                )?;
+                // Both profiles publish the frontend on the host's loopback.
+                format!("127.0.0.1:{}", config.temporal.ports.frontend_grpc)
+            }
+        };
+        Ok(["--address".into(), address.into(), "--namespace".into(), self.namespace.clone().into()].into())
     }
 }
 
@@ -66,7 +73,7 @@ enum Check {
 impl SmokeArgs {
     pub(crate) fn run(self, ctx: &Context) -> Result<()> {
         let mut args: Vec<OsString> = vec!["smoke".into()];
-        args.extend(self.target.to_args(ctx));
+        args.extend(self.target.to_args(ctx)?);
         if let Some(timeout) = &self.timeout {
             args.extend(["--timeout".into(), timeout.into()]);
         }
@@ -138,7 +145,7 @@ enum Workflow {
 impl LoadArgs {
     pub(crate) fn run(self, ctx: &Context) -> Result<()> {
         let mut args: Vec<OsString> = vec!["load".into()];
-        args.extend(self.target.to_args(ctx));
+        args.extend(self.target.to_args(ctx)?);
         args.extend(["--rate".into(), self.rate.into(), "--duration".into(), self.duration.into()]);
         args.extend(["--workflow".into(), value_name(self.workflow).into()]);
         let optional = [

@@ -1,16 +1,28 @@
 //! `cargo xtask smoke` and `cargo xtask load` plans, through `--dry-run`, against committed
 //! expected files (`UPDATE_EXPECT=1` rewrites them).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The xtask with built-in and profile defaults only (never the user's config.toml).
+fn xtask(config: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.env_remove("TDSQL_PROFILE")
+        .env_remove("TDSQL_TEMPORAL_PORTS_FRONTEND_GRPC")
+        .env("TDSQL_CONFIG_FILE", config);
+    cmd
+}
+
+fn empty_config() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/empty-config.toml")
+}
+
 fn plan(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("--dry-run")
-        .args(args)
-        .env_remove("TDSQL_PROFILE")
-        .output()
-        .expect("xtask runs");
+    plan_with(&empty_config(), args)
+}
+
+fn plan_with(config: &Path, args: &[&str]) -> String {
+    let out = xtask(config).arg("--dry-run").args(args).output().expect("xtask runs");
     assert!(
         out.status.success(),
         "xtask --dry-run {args:?} failed:\n{}",
@@ -20,7 +32,7 @@ fn plan(args: &[&str]) -> String {
 }
 
 fn expect(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/expect").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots").join(name);
     if std::env::var_os("UPDATE_EXPECT").is_some() {
         std::fs::write(&path, actual).unwrap();
         return;
@@ -48,7 +60,7 @@ fn smoke_plans() {
         "--report",
         "/reports/smoke.xml",
     ]);
-    expect("smoke.txt", &out);
+    expect("suite_smoke.txt", &out);
 }
 
 #[test]
@@ -78,7 +90,7 @@ fn load_plans() {
         "--children",
         "5",
     ]);
-    expect("load.txt", &out);
+    expect("suite_load.txt", &out);
 }
 
 #[test]
@@ -89,4 +101,17 @@ fn load_requires_a_rate_and_a_duration() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--duration"));
+}
+
+#[test]
+fn the_default_address_is_the_configured_frontend() {
+    let dir = std::env::temp_dir().join(format!("tdsql-suite-plans-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(&config, "[temporal.ports]\nfrontend_grpc = 17233\n").unwrap();
+    let out = plan_with(&config, &["smoke"]);
+    assert!(out.contains(" smoke --address 127.0.0.1:17233 --namespace default"), "{out}");
+    let out = plan_with(&config, &["load", "--rate", "1", "--duration", "1s", "--address", "10.1.1.1:7233"]);
+    assert!(out.contains(" load --address 10.1.1.1:7233 "), "{out}");
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -63,9 +63,9 @@ mod tests {
     /// flag sets cannot drift apart unnoticed.
     #[test]
     fn accepts_what_the_xtask_passes() {
-        let expect = concat!(env!("CARGO_MANIFEST_DIR"), "/../../xtask/tests/expect");
+        let expect = concat!(env!("CARGO_MANIFEST_DIR"), "/../../xtask/tests/snapshots");
         let mut seen = 0;
-        for name in ["smoke.txt", "load.txt"] {
+        for name in ["suite_smoke.txt", "suite_load.txt"] {
             let plans = std::fs::read_to_string(format!("{expect}/{name}")).unwrap();
             for line in plans.lines() {
                 let (_, args) = line.split_once(" -- ").unwrap_or_else(|| panic!("no ` -- ` in {line}"));
