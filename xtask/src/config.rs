@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
-use tdsql_config_renderer::{Config, ConfigError, ConfigFile, Loaded, Loader, Problem, keys};
+use tdsql_config_renderer::{
+    Config, ConfigError, ConfigFile, Loaded, Loader, Problem, init_template, keys, render as renderer,
+};
 
 use crate::context::Context;
 use crate::paths;
@@ -93,7 +95,6 @@ pub(crate) fn write_back(ctx: &Context, pairs: &[(&str, &str)]) -> Result<()> {
 /// random one saved into the user's config file. Never put it in a rendered file: give it to compose
 /// with `Cmd::secret_env(keys::GRAFANA_PASSWORD_ENV, ..)`. Under `--dry-run` nothing is written and
 /// a placeholder is returned.
-#[allow(dead_code, reason = "used by `config render` and `up`, which land next")]
 pub(crate) fn grafana_admin_password(ctx: &Context, config: &Config) -> Result<String> {
     let current = &config.observability.grafana_admin_password;
     if !current.is_empty() {
@@ -108,6 +109,28 @@ pub(crate) fn grafana_admin_password(ctx: &Context, config: &Config) -> Result<S
         &config.observability.grafana_admin_user
     });
     Ok(password)
+}
+
+/// Renders every generated file of `ctx.profile` into [`generated_dir`] and returns their paths (for
+/// `up`). Makes sure a Grafana admin password exists first (in config.toml, never in a rendered file).
+/// Under `--dry-run` it prints what it would write and writes nothing.
+pub(crate) fn render(ctx: &Context, eff: &Effective) -> Result<Vec<PathBuf>> {
+    grafana_admin_password(ctx, eff)?;
+    let files = renderer::render_all(eff, &ctx.profile.name)?;
+    let dir = generated_dir(ctx);
+    if ctx.dry_run {
+        let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f.path)).collect();
+        for path in &paths {
+            println!("would write {}", path.display());
+        }
+        return Ok(paths);
+    }
+    Ok(renderer::write_all(&dir, &files)?)
+}
+
+/// `profiles/<p>/generated/` (git-ignored).
+pub(crate) fn generated_dir(ctx: &Context) -> PathBuf {
+    paths::profiles_dir().join(&ctx.profile.name).join("generated")
 }
 
 /// The user's config file: `TDSQL_CONFIG_FILE` (relative to the current directory), else
@@ -188,6 +211,19 @@ pub(crate) struct ConfigArgs {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
+    /// Write a commented config.toml (every key, its default and what it does); never overwrites
+    /// an existing one without --force
+    Init {
+        /// Project name (prefixes AWS resources and the compose project)
+        #[arg(long, default_value = "temporal-dev")]
+        name: String,
+        /// AWS region of the DSQL cluster
+        #[arg(long, default_value = "eu-west-1")]
+        region: String,
+        /// Replace an existing file (the old one is kept as config.toml.bak)
+        #[arg(long)]
+        force: bool,
+    },
     /// Print every effective value and where it came from (profile, config.toml, env, flag, default)
     Show,
     /// Set keys in config.toml, keeping its comments: `config set KEY VALUE [KEY VALUE ...]`
@@ -198,16 +234,53 @@ enum ConfigCommand {
     },
     /// Check the effective config of the profile; every problem with key, file and line
     Validate,
+    /// Write the generated files of the profile (compose.env, temporal.env, Temporal server and
+    /// dynamic config, Grafana datasources) into profiles/<p>/generated/ and print their paths
+    Render,
 }
 
 impl ConfigArgs {
     pub(crate) fn run(self, ctx: &Context) -> Result<()> {
         match self.command {
+            ConfigCommand::Init { name, region, force } => init(ctx, &name, &region, force),
             ConfigCommand::Show => show(ctx),
+            ConfigCommand::Render => {
+                let eff = load(ctx)?;
+                for path in render(ctx, &eff)? {
+                    if !ctx.dry_run {
+                        println!("{}", path.display());
+                    }
+                }
+                Ok(())
+            }
             ConfigCommand::Set { pairs } => set(ctx, &pairs),
             ConfigCommand::Validate => validate(ctx),
         }
     }
+}
+
+fn init(ctx: &Context, name: &str, region: &str, force: bool) -> Result<()> {
+    let path = user_file()?;
+    let text = init_template(name, region).context("cannot write a config with these values")?;
+    if path.exists() && !force {
+        bail!(
+            "{} already exists; edit it with `cargo xtask config set`, or pass --force to replace it",
+            path.display()
+        );
+    }
+    if ctx.dry_run {
+        println!("would write {}:\n{text}", path.display());
+        return Ok(());
+    }
+    if path.exists() {
+        let backup = path.with_extension("toml.bak");
+        std::fs::copy(&path, &backup)
+            .with_context(|| format!("cannot keep a backup of {} at {}", path.display(), backup.display()))?;
+        eprintln!("kept the old file as {}", backup.display());
+    }
+    tdsql_config_renderer::write_atomic(&path, text.as_bytes(), true)?;
+    println!("wrote {}", path.display());
+    Ok(())
 }
 
 fn show(ctx: &Context) -> Result<()> {
@@ -297,4 +370,17 @@ fn validate(ctx: &Context) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::random_password;
+
+    #[test]
+    fn passwords_are_long_random_and_shell_safe() {
+        let (a, b) = (random_password(), random_password());
+        assert_eq!(a.len(), 24);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()), "{a}");
+        assert_ne!(a, b);
+    }
 }

@@ -40,3 +40,30 @@ fn dsql_profile_uses_tls_and_waits_for_a_cluster() {
         Some("abcdefghijklmnopqrstuvwxyz.dsql.eu-west-1.on.aws")
     );
 }
+
+#[test]
+fn init_template_loads_sets_name_and_region_and_lists_every_key() {
+    let text = tdsql_config_renderer::init_template("team-a", "us-west-2").unwrap();
+    let loaded = Loader::new().text(&text, "config.toml").unwrap().load().unwrap();
+    assert_eq!(loaded.config.project.name, "team-a");
+    assert_eq!(loaded.config.project.region, "us-west-2");
+    assert_eq!(loaded.origin("project.name"), &Origin::File { path: "config.toml".into(), line: 9 });
+    // Everything else is commented out, so the profile's values still apply.
+    let mut expected = tdsql_config_renderer::Config::default();
+    expected.project.name = "team-a".into();
+    expected.project.region = "us-west-2".into();
+    assert_eq!(loaded.config, expected);
+    for info in tdsql_config_renderer::keys::all() {
+        let leaf = info.key.rsplit('.').next().unwrap();
+        assert!(text.contains(&format!("{leaf} = ")), "{} is not listed", info.key);
+        assert!(text.contains(info.doc), "{} has no doc line", info.key);
+    }
+}
+
+#[test]
+fn init_template_escapes_or_refuses_what_it_writes() {
+    let err = tdsql_config_renderer::init_template("a\"b\n[x]", "eu-west-1").unwrap_err();
+    assert!(err.to_string().contains("project.name"), "{err}");
+    let err = tdsql_config_renderer::init_template("ok", "eu west 1").unwrap_err();
+    assert!(err.to_string().contains("project.region"), "{err}");
+}

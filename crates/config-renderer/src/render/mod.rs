@@ -1,0 +1,112 @@
+//! The renderers: every file the containers read, from one validated [`Config`].
+//!
+//! Output goes to `profiles/<p>/generated/` (git-ignored) under fixed names ([`COMPOSE_ENV`],
+//! [`TEMPORAL_ENV`], [`TEMPORAL_CONFIG`], [`DYNAMIC_CONFIG`], [`GRAFANA_DATASOURCES`]). No secret is
+//! ever rendered: the Grafana password reaches compose as process environment, IAM tokens are made
+//! inside the containers at connect time.
+
+mod env;
+mod grafana;
+mod temporal;
+
+use std::path::{Path, PathBuf};
+
+use crate::edit::write_atomic;
+use crate::error::ConfigError;
+use crate::model::Config;
+
+pub use env::{LOCAL_DUMMY_ACCESS_KEY_ID, LOCAL_DUMMY_SECRET_ACCESS_KEY, fork_env_vars};
+pub use temporal::REGISTERED_DYNAMIC_CONFIG_KEYS;
+
+/// Compose's `--env-file`: interpolation values (image, published ports, Elasticsearch settings).
+pub const COMPOSE_ENV: &str = "compose.env";
+/// The Temporal containers' `env_file:`: exactly the variables the fork reads.
+pub const TEMPORAL_ENV: &str = "temporal.env";
+/// Temporal server config (mount `generated/temporal/` at `/etc/temporal/config`).
+pub const TEMPORAL_CONFIG: &str = "temporal/config.yaml";
+/// Temporal dynamic config, next to the server config.
+pub const DYNAMIC_CONFIG: &str = "temporal/dynamicconfig.yaml";
+/// Grafana datasource provisioning.
+pub const GRAFANA_DATASOURCES: &str = "grafana/datasources.yaml";
+
+/// Compose service name of the Temporal frontend (the cluster's RPC address and public client).
+pub const FRONTEND_SERVICE: &str = "temporal-frontend";
+/// Compose service name of the local profile's PostgreSQL 16.
+pub const POSTGRES_SERVICE: &str = "postgresql";
+/// Compose service name of Mimir (Grafana's Prometheus datasource).
+pub const MIMIR_SERVICE: &str = "mimir";
+/// Where the containers see `generated/temporal/`.
+pub const CONTAINER_CONFIG_DIR: &str = "/etc/temporal/config";
+
+/// One rendered file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// Path below the generated folder, `/`-separated.
+    pub path: &'static str,
+    /// Its contents.
+    pub contents: String,
+}
+
+/// Renders every file for `config` (`profile` names it in the header comments).
+///
+/// # Errors
+/// [`ConfigError::NoCluster`] when the profile targets Aurora DSQL and no cluster is configured.
+pub fn render_all(config: &Config, profile: &str) -> Result<Vec<Rendered>, ConfigError> {
+    let endpoint = config.endpoint().ok_or(ConfigError::NoCluster)?;
+    let header = header(profile);
+    Ok(vec![
+        Rendered { path: COMPOSE_ENV, contents: env::compose_env(config, &endpoint, &header) },
+        Rendered { path: TEMPORAL_ENV, contents: env::temporal_env(config, &endpoint, &header) },
+        Rendered { path: TEMPORAL_CONFIG, contents: temporal::server_config(config, &endpoint, &header) },
+        Rendered { path: DYNAMIC_CONFIG, contents: temporal::dynamic_config(config, &header) },
+        Rendered { path: GRAFANA_DATASOURCES, contents: grafana::datasources(config, &header) },
+    ])
+}
+
+/// Writes `files` below `dir`, each atomically; a file whose contents are unchanged is not
+/// rewritten. Returns the path of every file.
+///
+/// # Errors
+/// [`ConfigError::Write`].
+pub fn write_all(dir: &Path, files: &[Rendered]) -> Result<Vec<PathBuf>, ConfigError> {
+    files
+        .iter()
+        .map(|file| {
+            let path = file.path.split('/').fold(dir.to_path_buf(), |p, part| p.join(part));
+            if std::fs::read(&path).ok().as_deref() != Some(file.contents.as_bytes()) {
+                write_atomic(&path, file.contents.as_bytes(), false)?;
+            }
+            Ok(path)
+        })
+        .collect()
+}
+
+fn header(profile: &str) -> String {
+    format!(
+        "Rendered by `cargo xtask config render` for profile `{profile}`. Do not edit: change config.toml\n\
+         (`cargo xtask config set KEY VALUE`) and render again."
+    )
+}
+
+/// `"text"` with YAML double-quoted escapes.
+pub(crate) fn yaml_str(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for ch in text.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Prefixes every line of `text` with `prefix` (for header comments).
+pub(crate) fn commented(text: &str, prefix: &str) -> String {
+    text.lines().map(|l| format!("{prefix}{l}\n")).collect()
+}

@@ -1,0 +1,403 @@
+//! The renderers: golden files for both profiles (`UPDATE_EXPECT=1` rewrites them), the `.env`
+//! contract with the fork, no secrets in any rendered file, and every YAML parses to what Temporal
+//! and Grafana expect.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde_norway::Value as Yaml;
+use tdsql_config_renderer::render::{self, Rendered};
+use tdsql_config_renderer::{Config, ConfigError, Loader};
+
+const CLUSTER: &str = "abcdefghijklmnopqrstuvwxyz";
+const PASSWORD_SENTINEL: &str = "Sentinel-Grafana-Password-7f3a";
+
+/// What a user would have for the dsql profile once `infra apply` ran, with coordination on.
+const DSQL_USER_CONFIG: &str = r#"
+[project]
+name = "golden"
+region = "us-east-1"
+
+[dsql]
+identifier = "abcdefghijklmnopqrstuvwxyz"
+
+[coordination.rate_limiter]
+enabled = true
+table = "golden-dsql-rate-limiter"
+
+[coordination.conn_lease]
+enabled = true
+table = "golden-dsql-conn-lease"
+
+[observability]
+grafana_admin_password = "Sentinel-Grafana-Password-7f3a"
+"#;
+
+const LOCAL_USER_CONFIG: &str = r#"
+[observability]
+grafana_admin_password = "Sentinel-Grafana-Password-7f3a"
+"#;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn config(profile: &str) -> Config {
+    let user = if profile == "dsql" { DSQL_USER_CONFIG } else { LOCAL_USER_CONFIG };
+    let file = root().join("profiles").join(profile).join("profile.toml");
+    Loader::new()
+        .file(&file, &format!("profiles/{profile}/profile.toml"))
+        .unwrap()
+        .text(user, "config.toml")
+        .unwrap()
+        .load()
+        .unwrap()
+        .config
+}
+
+fn rendered(profile: &str) -> Vec<Rendered> {
+    render::render_all(&config(profile), profile).unwrap()
+}
+
+fn file<'a>(files: &'a [Rendered], path: &str) -> &'a str {
+    &files.iter().find(|f| f.path == path).unwrap_or_else(|| panic!("{path} not rendered")).contents
+}
+
+/// Compares with the committed file, or rewrites it when `UPDATE_EXPECT=1`.
+fn expect_file(path: &Path, actual: &str) {
+    if std::env::var_os("UPDATE_EXPECT").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(path)
+        .unwrap_or_else(|_| panic!("{} is missing: run with UPDATE_EXPECT=1 to create it", path.display()));
+    if expected != actual {
+        let line = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .map_or_else(|| expected.lines().count().min(actual.lines().count()) + 1, |i| i + 1);
+        panic!(
+            "{} is stale (first difference at line {line}); review the change and rerun with UPDATE_EXPECT=1\n\
+             --- expected\n{expected}\n--- actual\n{actual}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn golden_files_for_both_profiles() {
+    for profile in ["local", "dsql"] {
+        let files = rendered(profile);
+        let names: Vec<&str> = files.iter().map(|f| f.path).collect();
+        assert_eq!(
+            names,
+            [
+                "compose.env",
+                "temporal.env",
+                "temporal/config.yaml",
+                "temporal/dynamicconfig.yaml",
+                "grafana/datasources.yaml"
+            ]
+        );
+        for f in &files {
+            let golden = root().join("crates/config-renderer/tests/golden").join(profile).join(f.path);
+            expect_file(&golden, &f.contents);
+        }
+    }
+}
+
+/// The environment variables the fork reads, copied from the reference (temporal-dsql-fork.md §8.2),
+/// independently of the renderer's own list.
+const FORK_ENV_CONTRACT: &[&str] = &[
+    // Core
+    "CLUSTER_ENDPOINT",
+    "REGION",
+    "AWS_REGION",
+    "DSQL_TOKEN_DURATION",
+    // Local limiter / startup
+    "DSQL_CONNECTION_RATE_LIMIT",
+    "DSQL_CONNECTION_BURST_LIMIT",
+    "DSQL_STAGGERED_STARTUP",
+    "DSQL_STAGGERED_STARTUP_MAX_DELAY",
+    // Distributed limiter
+    "DSQL_DISTRIBUTED_RATE_LIMITER_ENABLED",
+    "DSQL_DISTRIBUTED_RATE_LIMITER_TABLE",
+    "DSQL_DISTRIBUTED_RATE_LIMITER_LIMIT",
+    "DSQL_DISTRIBUTED_RATE_LIMITER_MAX_WAIT",
+    // Reservoir
+    "DSQL_RESERVOIR_ENABLED",
+    "DSQL_RESERVOIR_TARGET_READY",
+    "DSQL_RESERVOIR_LOW_WATERMARK",
+    "DSQL_RESERVOIR_BASE_LIFETIME",
+    "DSQL_RESERVOIR_LIFETIME_JITTER",
+    "DSQL_RESERVOIR_GUARD_WINDOW",
+    "DSQL_RESERVOIR_INITIAL_FILL_TIMEOUT",
+    // Lease
+    "DSQL_DISTRIBUTED_CONN_LEASE_ENABLED",
+    "DSQL_DISTRIBUTED_CONN_LEASE_TABLE",
+    "DSQL_DISTRIBUTED_CONN_LIMIT",
+    // Non-reservoir pool
+    "DSQL_POOL_WARMUP_STAGGER_DURATION",
+    "DSQL_POOL_KEEPER_TICK_INTERVAL",
+    "DSQL_POOL_KEEPER_MAX_CONNS_PER_TICK",
+    // Tool only
+    "SQL_HOST",
+    "SQL_PORT",
+    "SQL_USER",
+    "SQL_DATABASE",
+];
+
+/// Read by the AWS SDK inside the fork; only the local profile sets them (static dummy credentials).
+const LOCAL_SDK_CREDENTIALS: &[&str] = &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
+
+fn env_names(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split_once('=').unwrap_or_else(|| panic!("not KEY=value: {l}")).0.to_owned())
+        .collect()
+}
+
+#[test]
+fn temporal_env_sets_exactly_the_variables_the_fork_reads() {
+    for profile in ["local", "dsql"] {
+        let names = env_names(file(&rendered(profile), render::TEMPORAL_ENV));
+        let unique: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+        assert_eq!(unique.len(), names.len(), "{profile}: a variable is set twice: {names:?}");
+        let mut expected: BTreeSet<&str> = FORK_ENV_CONTRACT.iter().copied().collect();
+        if profile == "local" {
+            expected.extend(LOCAL_SDK_CREDENTIALS);
+        }
+        let missing: Vec<&&str> = expected.difference(&unique).collect();
+        let unknown: Vec<&&str> = unique.difference(&expected).collect();
+        assert!(missing.is_empty(), "{profile}: temporal.env misses variables the fork reads: {missing:?}");
+        assert!(
+            unknown.is_empty(),
+            "{profile}: temporal.env sets variables the fork never reads: {unknown:?}"
+        );
+        assert_eq!(render::fork_env_vars(&config(profile)), names);
+    }
+}
+
+#[test]
+fn env_values_follow_the_config() {
+    let files = rendered("dsql");
+    let env = file(&files, render::TEMPORAL_ENV);
+    let value = |name: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} unset"))
+    };
+    let endpoint = format!("{CLUSTER}.dsql.us-east-1.on.aws");
+    assert_eq!(value("CLUSTER_ENDPOINT"), endpoint);
+    assert_eq!(value("SQL_HOST"), endpoint);
+    assert_eq!(value("REGION"), "us-east-1");
+    assert_eq!(value("AWS_REGION"), "us-east-1");
+    assert_eq!(value("DSQL_RESERVOIR_TARGET_READY"), "50");
+    assert_eq!(value("DSQL_DISTRIBUTED_RATE_LIMITER_TABLE"), "golden-dsql-rate-limiter");
+    assert_eq!(value("DSQL_DISTRIBUTED_CONN_LEASE_TABLE"), "golden-dsql-conn-lease");
+    let local = rendered("local");
+    let local_env = file(&local, render::TEMPORAL_ENV);
+    assert!(local_env.contains("\nCLUSTER_ENDPOINT=postgresql\n"));
+    assert!(
+        local_env.contains(&format!("\nAWS_SECRET_ACCESS_KEY={}\n", render::LOCAL_DUMMY_SECRET_ACCESS_KEY))
+    );
+}
+
+#[test]
+fn no_secret_reaches_a_rendered_file() {
+    // The literal dummy credentials of the local profile are allowed: they are not secrets.
+    let allowed = [render::LOCAL_DUMMY_ACCESS_KEY_ID, render::LOCAL_DUMMY_SECRET_ACCESS_KEY];
+    for profile in ["local", "dsql"] {
+        let files = rendered(profile);
+        for f in &files {
+            let text = &f.contents;
+            let at = |what: &str| format!("{profile}/{}: {what}", f.path);
+            assert!(!text.contains(PASSWORD_SENTINEL), "{}", at("the Grafana admin password"));
+            for marker in ["X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token", "BEGIN PRIVATE KEY"]
+            {
+                assert!(!text.contains(marker), "{}", at(marker));
+            }
+            // An AWS access key id (AKIA/ASIA + 16 upper-case letters or digits).
+            let bytes = text.as_bytes();
+            for i in 0..bytes.len().saturating_sub(19) {
+                let id = &bytes[i..i + 20];
+                let prefixed = id.starts_with(b"AKIA") || id.starts_with(b"ASIA");
+                assert!(
+                    !(prefixed && id[4..].iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())),
+                    "{}",
+                    at("an AWS access key id")
+                );
+            }
+            for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+                let lower = line.to_ascii_lowercase();
+                let Some((name, value)) = line.split_once(['=', ':']) else { continue };
+                let value = value.trim().trim_matches(['"', '\'']);
+                let secretish = ["password", "secret", "token", "credential"]
+                    .iter()
+                    .any(|w| name.to_ascii_lowercase().contains(w));
+                if secretish && !value.is_empty() {
+                    assert!(
+                        allowed.contains(&value) || name.trim() == "DSQL_TOKEN_DURATION",
+                        "{}",
+                        at(&format!("a secret-looking value in `{lower}`"))
+                    );
+                }
+            }
+        }
+        let compose_env = file(&files, render::COMPOSE_ENV);
+        assert!(!compose_env.contains("AWS_SECRET_ACCESS_KEY"), "compose.env carries no credentials");
+    }
+}
+
+#[test]
+fn dsql_without_a_cluster_is_an_error_that_says_what_to_do() {
+    let file = root().join("profiles/dsql/profile.toml");
+    let config = Loader::new().file(&file, "profiles/dsql/profile.toml").unwrap().load().unwrap().config;
+    let err = render::render_all(&config, "dsql").unwrap_err();
+    assert!(matches!(err, ConfigError::NoCluster));
+    assert!(err.to_string().contains("cargo xtask infra apply"), "{err}");
+}
+
+fn yaml(text: &str) -> Yaml {
+    serde_norway::from_str(text).unwrap_or_else(|e| panic!("does not parse: {e}\n{text}"))
+}
+
+fn get<'a>(v: &'a Yaml, path: &str) -> &'a Yaml {
+    path.split('.').fold(v, |v, k| v.get(k).unwrap_or_else(|| panic!("missing {path} (at {k})")))
+}
+
+#[test]
+fn every_rendered_yaml_parses() {
+    for profile in ["local", "dsql"] {
+        for f in rendered(profile).iter().filter(|f| f.path.ends_with(".yaml")) {
+            yaml(&f.contents);
+        }
+    }
+}
+
+#[test]
+fn temporal_config_uses_the_dsql_plugin_and_elasticsearch_visibility() {
+    for profile in ["local", "dsql"] {
+        let files = rendered(profile);
+        let text = file(&files, render::TEMPORAL_CONFIG);
+        assert_eq!(text.lines().next(), Some("# enable-template"), "{profile}");
+        // What the server parses once its template engine replaced the env lookups.
+        let templated = text
+            .replace("{{ env \"BIND_ON_IP\" }}", "172.18.0.5")
+            .replace("{{ env \"TEMPORAL_BROADCAST_ADDRESS\" }}", "172.18.0.5");
+        assert!(!templated.contains("{{"), "{profile}: an unknown template expression is left");
+        let y = yaml(&templated);
+        let persistence = get(&y, "persistence");
+        let default_store = get(persistence, "defaultStore").as_str().unwrap();
+        let visibility_store = get(persistence, "visibilityStore").as_str().unwrap();
+        let stores = get(persistence, "datastores");
+        let sql = get(&stores[default_store], "sql");
+        assert_eq!(get(sql, "pluginName").as_str(), Some("dsql"));
+        assert_eq!(get(sql, "databaseName").as_str(), Some("postgres"));
+        assert!(sql.get("password").is_none(), "{profile}: no password in the server config");
+        let visibility = &stores[visibility_store];
+        assert!(visibility.get("sql").is_none(), "{profile}: visibility must not be on the dsql plugin");
+        assert_eq!(
+            get(visibility, "elasticsearch.indices.visibility").as_str(),
+            Some("temporal_visibility_v1_dev")
+        );
+        // TLS is explicit either way; never both forms (a duplicate DSN key panics the plugin).
+        match profile {
+            "dsql" => {
+                assert_eq!(get(sql, "tls.enabled").as_bool(), Some(true));
+                assert_eq!(get(sql, "tls.enableHostVerification").as_bool(), Some(true));
+                assert!(sql.get("connectAttributes").is_none());
+                assert_eq!(
+                    get(sql, "connectAddr").as_str(),
+                    Some(format!("{CLUSTER}.dsql.us-east-1.on.aws:5432").as_str())
+                );
+            }
+            _ => {
+                assert_eq!(get(sql, "connectAttributes.sslmode").as_str(), Some("disable"));
+                assert!(sql.get("tls").is_none());
+                assert_eq!(get(sql, "connectAddr").as_str(), Some("postgresql:5432"));
+            }
+        }
+        assert_eq!(get(&y, "global.metrics.prometheus.framework").as_str(), Some("opentelemetry"));
+        assert_eq!(get(&y, "global.metrics.prometheus.listenAddress").as_str(), Some("0.0.0.0:9090"));
+        assert_eq!(get(&y, "global.membership.broadcastAddress").as_str(), Some("172.18.0.5"));
+        let mut ports = BTreeSet::new();
+        for service in ["frontend", "history", "matching", "worker"] {
+            let rpc = get(&y, &format!("services.{service}.rpc"));
+            assert_eq!(get(rpc, "bindOnIP").as_str(), Some("172.18.0.5"));
+            assert!(ports.insert(get(rpc, "grpcPort").as_u64().unwrap()));
+            assert!(ports.insert(get(rpc, "membershipPort").as_u64().unwrap()));
+        }
+        assert_eq!(get(&y, "services.frontend.rpc.grpcPort").as_u64(), Some(7233));
+        assert_eq!(
+            get(&y, "dynamicConfigClient.filepath").as_str(),
+            Some("/etc/temporal/config/dynamicconfig.yaml")
+        );
+    }
+}
+
+/// Keys of the fork's sample dynamic config that Temporal does not register (reference §8.3).
+const DEAD_DYNAMIC_CONFIG_KEYS: &[&str] = &[
+    "persistence.enableDSQLMode",
+    "persistence.maxConns",
+    "persistence.maxIdleConns",
+    "persistence.transactionSizeLimit",
+    "visibility.maxPageSize",
+    "system.membershipMaxJoinDuration",
+    "archival.history.enableRead",
+    "archival.visibility.enableRead",
+    "worker.enableLogging",
+    "frontend.enableClientVersionCheck",
+    "matching.enableTaskInfoLogByDomainID",
+    "system.enableParentClosePolicy",
+    "persistence.defaultActivityRetryPolicy",
+    "persistence.healthCheckInterval",
+];
+
+#[test]
+fn dynamic_config_has_registered_keys_only() {
+    for profile in ["local", "dsql"] {
+        let y = yaml(file(&rendered(profile), render::DYNAMIC_CONFIG));
+        let map = y.as_mapping().unwrap();
+        assert!(!map.is_empty());
+        for (key, values) in map {
+            let key = key.as_str().unwrap();
+            assert!(render::REGISTERED_DYNAMIC_CONFIG_KEYS.contains(&key), "{key} is not a registered key");
+            assert!(!DEAD_DYNAMIC_CONFIG_KEYS.contains(&key), "{key} is a dead key");
+            let first = &values.as_sequence().unwrap()[0];
+            assert!(first.get("value").is_some(), "{key} has no value");
+        }
+    }
+}
+
+#[test]
+fn grafana_datasources_have_fixed_uids_and_the_region() {
+    let y = yaml(file(&rendered("dsql"), render::GRAFANA_DATASOURCES));
+    let sources = get(&y, "datasources").as_sequence().unwrap();
+    let by_uid = |uid: &str| sources.iter().find(|s| s["uid"].as_str() == Some(uid)).unwrap();
+    let prometheus = by_uid("prometheus");
+    assert_eq!(prometheus["type"].as_str(), Some("prometheus"));
+    assert_eq!(prometheus["url"].as_str(), Some("http://mimir:9009/prometheus"));
+    let cloudwatch = by_uid("cloudwatch");
+    assert_eq!(cloudwatch["type"].as_str(), Some("cloudwatch"));
+    assert_eq!(get(cloudwatch, "jsonData.defaultRegion").as_str(), Some("us-east-1"));
+    assert_eq!(get(cloudwatch, "jsonData.tdsqlClusterId").as_str(), Some(CLUSTER));
+}
+
+#[test]
+fn write_all_writes_and_skips_unchanged_files() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("render-write-all");
+    let _ = std::fs::remove_dir_all(&dir);
+    let files = rendered("local");
+    let paths = render::write_all(&dir, &files).unwrap();
+    assert_eq!(paths.len(), files.len());
+    for (path, f) in paths.iter().zip(&files) {
+        assert_eq!(std::fs::read_to_string(path).unwrap(), f.contents);
+    }
+    let before = std::fs::metadata(&paths[0]).unwrap().modified().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    render::write_all(&dir, &files).unwrap();
+    assert_eq!(std::fs::metadata(&paths[0]).unwrap().modified().unwrap(), before);
+}
