@@ -212,9 +212,7 @@ fn doc_of(key: &str) -> &'static str {
         "fork.path" => "local checkout of the fork iw/temporal (relative to this repository's root)",
         "fork.git" => "git URL to build from instead of fork.path (empty: use fork.path)",
         "fork.git_ref" => "branch, tag or commit to build when fork.git is set",
-        "build.arch" => {
-            "image architecture: auto (the Docker engine's), amd64, arm64 or all (one multi-platform image)"
-        }
+        "build.arch" => "image architecture: auto (the Docker engine's), amd64 or arm64",
         "dsql.backend" => "dsql (a real Aurora DSQL cluster) or postgres (the local PostgreSQL stand-in)",
         "dsql.identifier" => "cluster identifier, 26 characters; written by `cargo xtask infra apply`",
         "dsql.endpoint" => "endpoint host; empty: <identifier>.dsql.<region>.on.aws",

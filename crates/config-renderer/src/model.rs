@@ -134,19 +134,16 @@ pub enum Arch {
     Amd64,
     /// linux/arm64.
     Arm64,
-    /// One multi-platform image for both.
-    All,
 }
 
 impl Arch {
-    /// `auto`, `amd64`, `arm64` or `all`.
+    /// `auto`, `amd64` or `arm64` (`cargo xtask build --arch all` builds both at once).
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Auto => "auto",
             Self::Amd64 => "amd64",
             Self::Arm64 => "arm64",
-            Self::All => "all",
         }
     }
 }
