@@ -268,12 +268,10 @@ impl Metrics {
         out
     }
 
-    #[allow(dead_code)] // used by the reservoir
     pub(crate) fn discard(&self, reason: DiscardReason) {
         self.discards.get_or_create(&vec![("reason", reason.as_str().to_owned())]).inc();
     }
 
-    #[allow(dead_code)] // used by the reservoir
     pub(crate) fn refill_failure(&self, reason: RefillFailure) {
         self.refill_failures.get_or_create(&vec![("reason", reason.as_str().to_owned())]).inc();
     }
