@@ -55,8 +55,8 @@ pub(crate) struct BuildArgs {
     /// Branch, tag or full commit to build from the git URL [default: config fork.git_ref]
     #[arg(long = "ref", value_name = "REF", conflicts_with = "source")]
     git_ref: Option<String>,
-    /// Target architecture; `all` builds one multi-platform image [default: config build.arch,
-    /// `auto` = this machine's]
+    /// Target architecture; `all` builds one multi-platform image [default: config build.arch;
+    /// `auto`: the Docker engine's, else this machine's]
     #[arg(long, value_enum)]
     arch: Option<Arch>,
     /// Load the image into the local Docker engine (the default)
@@ -93,7 +93,21 @@ impl Arch {
         }
     }
 
-    /// This machine's architecture, the default target.
+    /// The default target (`build.arch = "auto"`): the Docker engine's architecture, which is what
+    /// the image must run on, else this machine's when no engine answers (a read-only probe).
+    fn auto(ctx: &Context) -> Result<Self> {
+        let engine = Cmd::new(DOCKER).args(["version", "--format", "{{.Server.Arch}}"]).probe(ctx);
+        match engine.as_ref().map(|out| (out.status.success(), out.stdout.trim())) {
+            Ok((true, "amd64")) => Ok(Self::Amd64),
+            Ok((true, "arm64")) => Ok(Self::Arm64),
+            Ok((true, other)) => bail!(
+                "the Docker engine runs on `{other}`, which has no image of its own: pass --arch amd64, arm64 or all"
+            ),
+            _ => Self::host(),
+        }
+    }
+
+    /// This machine's architecture.
     fn host() -> Result<Self> {
         match std::env::consts::ARCH {
             "x86_64" => Ok(Self::Amd64),
@@ -462,7 +476,7 @@ impl BuildArgs {
             (Some(arch), _) => arch,
             (None, ConfigArch::Amd64) => Arch::Amd64,
             (None, ConfigArch::Arm64) => Arch::Arm64,
-            (None, _) => Arch::host()?,
+            (None, _) => Arch::auto(ctx)?,
         };
         let output = if self.push { Output::Push } else { Output::Load };
 

@@ -250,6 +250,30 @@ fn plans_for_a_git_url_a_dirty_checkout_explicit_tags_and_a_cache_dir() {
 }
 
 #[test]
+fn the_default_architecture_is_the_engines() {
+    let fork = good_fork("engine-arch");
+    let tools = TempDir::new("engine-arch");
+    let docker = tools.path().join("docker");
+    let host = if std::env::consts::ARCH == "aarch64" { "amd64" } else { "arm64" };
+    write_script(
+        &docker,
+        &format!("#!/bin/sh\n[ \"$1\" = version ] && {{ echo {host}; exit 0; }}\nexit 99\n"),
+    );
+    let (out, stdout, stderr) = run(xtask().env("TDSQL_DOCKER", &docker).args([
+        "--dry-run",
+        "build",
+        "--source",
+        &fork.path().display().to_string(),
+    ]));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(&format!("--platform linux/{host} ")),
+        "the image must run on the engine: {stdout}"
+    );
+}
+
+/// With no engine to ask, this machine's architecture.
+#[test]
 fn the_default_architecture_is_this_machines() {
     let fork = good_fork("host-arch");
     let (out, stdout, stderr) = dry_run_build(&["--source", &fork.path().display().to_string()]);
