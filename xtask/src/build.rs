@@ -179,6 +179,11 @@ pub(crate) fn image_tag_for_fork(ctx: &Context, source: &ForkSource) -> Result<F
 #[allow(dead_code)] // used by `up` (issue 6)
 pub(crate) fn image_exists(ctx: &Context, reference: &str) -> Result<bool> {
     let out = Cmd::new(DOCKER).args(["image", "inspect", "--format", "{{.Id}}", reference]).probe(ctx)?;
+    image_presence(reference, &out)
+}
+
+/// Reads `docker image inspect`: found, not found, or the engine could not be asked.
+fn image_presence(reference: &str, out: &ProbeOutput) -> Result<bool> {
     if out.status.success() {
         return Ok(true);
     }
@@ -187,7 +192,7 @@ pub(crate) fn image_exists(ctx: &Context, reference: &str) -> Result<bool> {
     }
     bail!(
         "could not ask the Docker engine for image {reference}: {} (run `cargo xtask doctor`)",
-        out.stderr.trim()
+        failure_reason(out)
     )
 }
 
@@ -353,7 +358,8 @@ fn remote_revision(ctx: &Context, url: &str, git_ref: &str) -> Result<Revision> 
     if is_full_commit(git_ref) {
         return Ok(Revision { commit: git_ref.to_ascii_lowercase(), dirty: false });
     }
-    let mut ls_remote = Cmd::new(GIT).args(["ls-remote", "--"]);
+    // Fail instead of waiting for a password on the terminal; credential helpers still apply.
+    let mut ls_remote = Cmd::new(GIT).hidden_env("GIT_TERMINAL_PROMPT", "0").args(["ls-remote", "--"]);
     ls_remote = if has_credentials(url) { ls_remote.secret_arg(url) } else { ls_remote.arg(url) };
     // An annotated tag is listed as the tag object; its `^{}` entry is the commit it points at.
     let listing = ls_remote.arg(git_ref).arg(format!("{git_ref}^{{}}")).read(ctx).with_context(|| {
@@ -803,6 +809,25 @@ mod tests {
             "https://github.com/iw/temporal.git"
         );
         assert_eq!(git_context_url("git@github.com:iw/temporal.git"), "git@github.com:iw/temporal.git");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn image_presence_tells_missing_from_unreachable() {
+        use std::os::unix::process::ExitStatusExt;
+        let probe = |code: i32, stderr: &str| ProbeOutput {
+            status: std::process::ExitStatus::from_raw(code << 8),
+            stdout: String::new(),
+            stderr: stderr.to_owned(),
+        };
+        let image = "temporal-dsql-server:0123456789ab";
+        assert!(image_presence(image, &probe(0, "")).unwrap());
+        let missing =
+            probe(1, "Error response from daemon: No such image: temporal-dsql-server:0123456789ab");
+        assert!(!image_presence(image, &missing).unwrap());
+        let down = probe(1, "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.");
+        let err = image_presence(image, &down).unwrap_err().to_string();
+        assert!(err.contains("Cannot connect to the Docker daemon") && err.contains("doctor"), "{err}");
     }
 
     #[test]
