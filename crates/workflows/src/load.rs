@@ -184,10 +184,10 @@ struct Shared {
 }
 
 impl Shared {
-    fn error(&self, workflow_id: &str, what: &str, err: &dyn std::fmt::Display) {
+    fn error(&self, workflow_id: &str, err: &anyhow::Error) {
         let mut errors = self.errors.lock().expect("lock is never poisoned");
         if errors.len() < ERROR_SAMPLES {
-            errors.push(format!("{workflow_id}: {what}: {err}"));
+            errors.push(format!("{workflow_id}: {}", client::describe(err)));
         }
     }
 }
@@ -579,7 +579,7 @@ impl Job {
             Ok(handle) => handle,
             Err(err) => {
                 self.shared.start_failed.fetch_add(1, Ordering::Relaxed);
-                self.shared.error(&self.workflow_id, "start failed", &err);
+                self.shared.error(&self.workflow_id, &anyhow::Error::new(err).context("start failed"));
                 return;
             }
         };
@@ -593,7 +593,7 @@ impl Job {
             }
             Err(err) => {
                 self.shared.failed.fetch_add(1, Ordering::Relaxed);
-                self.shared.error(&self.workflow_id, "workflow failed", &err);
+                self.shared.error(&self.workflow_id, &anyhow::Error::new(err).context("workflow failed"));
             }
         }
     }

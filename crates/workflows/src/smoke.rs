@@ -219,7 +219,7 @@ impl Suite {
             check,
             description: check.description(),
             passed: result.is_ok(),
-            reason: result.err().map(|err| format!("{err:#}")),
+            reason: result.err().map(|err| client::describe(&err)),
             workflow_id,
             seconds,
         };

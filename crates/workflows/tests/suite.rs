@@ -95,6 +95,13 @@ fn a_broken_check_fails_with_its_workflow_id_and_reason() {
     assert!(xml.contains(r#"<testcase classname="smoke" name="activity""#), "{xml}");
     assert!(xml.contains("<failure message=\"tdsql-smoke-"), "{xml}");
     assert!(xml.contains("-signals-queries-missing: query `items` failed"), "{xml}");
+
+    // A namespace that does not exist is named, with the fix, before any check runs.
+    let out = suite(&["smoke", "--address", server.address(), "--namespace", "no-such-namespace"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("namespace `no-such-namespace` does not exist on 127.0.0.1:"), "{stderr}");
+    assert!(!text(&out.stdout).contains("FAIL"), "{}", text(&out.stdout));
     std::fs::remove_dir_all(dir).unwrap();
 }
 
