@@ -12,6 +12,7 @@ mod harness;
 mod ops;
 mod paths;
 mod profile;
+mod stack;
 mod suite;
 mod workflows;
 
@@ -46,6 +47,16 @@ enum Command {
     Smoke(suite::SmokeArgs),
     /// Start workflows at a fixed rate against the running frontend; report rate and latency
     Load(suite::LoadArgs),
+    /// Bring the stack up: config, preflight, infra, build, schema, render, compose, readiness, URLs
+    Up(stack::up::UpArgs),
+    /// Stop the stack and remove its containers (--volumes: and its data)
+    Down(stack::DownArgs),
+    /// List the stack's containers and their health
+    Ps(stack::PsArgs),
+    /// Show the logs of the stack or of one service
+    Logs(stack::LogsArgs),
+    /// Restart services of the stack (all when none is named)
+    Restart(stack::RestartArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +68,11 @@ fn main() -> ExitCode {
         Command::Config(args) => args.run(&ctx),
         Command::Smoke(args) => args.run(&ctx),
         Command::Load(args) => args.run(&ctx),
+        Command::Up(args) => args.run(&ctx),
+        Command::Down(args) => args.run(&ctx),
+        Command::Ps(args) => args.run(&ctx),
+        Command::Logs(args) => args.run(&ctx),
+        Command::Restart(args) => args.run(&ctx),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,624 @@
+//! Static checks of the stack: the build machines have no Docker engine, so the compose files, the
+//! Alloy config and the dashboards are parsed and cross-checked here instead.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use docker_compose_types::{Compose, DependsOnOptions, Ports, Service, Volumes};
+use promql_parser::parser::{self, Expr};
+
+use super::COMPOSE_VARIABLES;
+use crate::paths::project_root;
+
+/// Variables the compose files interpolate from the process environment instead: secrets (never in
+/// a file) and the user's home (for `~/.aws`, dsql profile).
+const PROCESS_ENV_VARIABLES: &[(&str, &str)] = &[
+    ("TDSQL_GRAFANA_ADMIN_PASSWORD", "Grafana admin password, passed by the xtask as a secret"),
+    ("HOME", "the user's home directory, for the read-only ~/.aws mount (dsql profile)"),
+];
+
+const PROFILES: [&str; 2] = ["local", "dsql"];
+
+/// The four long-running Temporal services Alloy must scrape.
+const TEMPORAL_SERVICES: [&str; 4] =
+    ["temporal-history", "temporal-matching", "temporal-frontend", "temporal-worker"];
+
+/// Files the config renderer writes into `profiles/<p>/generated/` that the compose files use.
+const RENDERED: [&str; 3] =
+    ["generated/temporal", "generated/temporal.env", "generated/grafana/datasources.yaml"];
+
+fn compose_path(profile: &str) -> PathBuf {
+    project_root().join("profiles").join(profile).join("compose.yaml")
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+fn parse_compose(text: &str, what: &str) -> Compose {
+    serde_norway::from_str(text).unwrap_or_else(|e| panic!("{what} does not parse as a compose file: {e}"))
+}
+
+/// Every `${...}` of a compose file (escaped `$$` skipped): the variable name and its modifier.
+fn interpolations(text: &str) -> Vec<(String, String)> {
+    let bytes = text.as_bytes();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' && bytes.get(i + 1) == Some(&b'$') {
+            i += 2;
+            continue;
+        }
+        if bytes[i] == b'$' && bytes.get(i + 1) == Some(&b'{') {
+            let end = text[i..].find('}').map(|e| i + e).expect("an unclosed ${");
+            let inner = &text[i + 2..end];
+            let name_len =
+                inner.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(inner.len());
+            found.push((inner[..name_len].to_owned(), inner[name_len..].to_owned()));
+            i = end + 1;
+            continue;
+        }
+        assert!(
+            !(bytes[i] == b'$' && bytes.get(i + 1).is_some_and(u8::is_ascii_alphabetic)),
+            "bare `$NAME` near byte {i}: write `${{NAME}}` (interpolated) or `$$NAME` (literal)"
+        );
+        i += 1;
+    }
+    found
+}
+
+/// Substitutes every `${NAME...}` with `values[NAME]` (or its `:-default`) and `$$` with `$`, as
+/// compose does.
+fn interpolate(text: &str, values: &BTreeMap<&str, String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if let Some(after) = tail.strip_prefix("$$") {
+            out.push('$');
+            rest = after;
+        } else if tail.starts_with("${") {
+            let end = tail.find('}').expect("an unclosed ${");
+            let inner = &tail[2..end];
+            let name_len =
+                inner.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(inner.len());
+            let (name, modifier) = inner.split_at(name_len);
+            let value = values.get(name).cloned().or_else(|| {
+                modifier.strip_prefix(":-").or_else(|| modifier.strip_prefix('-')).map(str::to_owned)
+            });
+            out.push_str(&value.unwrap_or_else(|| panic!("no value for ${{{name}}}")));
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Values like the ones the renderer writes, for parsing the interpolated files.
+fn sample_values() -> BTreeMap<&'static str, String> {
+    let samples = [
+        ("TDSQL_TEMPORAL_IMAGE", "temporal-dsql-server:0123456789ab"),
+        ("TDSQL_TEMPORAL_PORTS_FRONTEND_GRPC", "7233"),
+        ("TDSQL_TEMPORAL_PORTS_FRONTEND_HTTP", "8233"),
+        ("TDSQL_TEMPORAL_PORTS_HISTORY_GRPC", "7234"),
+        ("TDSQL_TEMPORAL_PORTS_MATCHING_GRPC", "7235"),
+        ("TDSQL_TEMPORAL_PORTS_WORKER_GRPC", "7239"),
+        ("TDSQL_TEMPORAL_PORTS_METRICS", "9090"),
+        ("TDSQL_TEMPORAL_PORTS_UI", "8080"),
+        ("TDSQL_ELASTICSEARCH_PORT", "9200"),
+        ("TDSQL_ELASTICSEARCH_URL", "http://elasticsearch:9200"),
+        ("TDSQL_ELASTICSEARCH_INDEX", "temporal_visibility_v1_dev"),
+        ("TDSQL_OBSERVABILITY_MIMIR_PORT", "9009"),
+        ("TDSQL_OBSERVABILITY_MIMIR_RETENTION", "168h"),
+        ("TDSQL_MIMIR_URL", "http://mimir:9009"),
+        ("TDSQL_OBSERVABILITY_GRAFANA_PORT", "3000"),
+        ("TDSQL_OBSERVABILITY_GRAFANA_ADMIN_USER", "admin"),
+        ("TDSQL_LOCAL_POSTGRES_PORT", "5432"),
+        ("TDSQL_GRAFANA_ADMIN_PASSWORD", "sample-password"),
+        ("HOME", "/home/someone"),
+    ];
+    let values: BTreeMap<&str, String> = samples.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+    for (name, _) in COMPOSE_VARIABLES.iter().chain(PROCESS_ENV_VARIABLES) {
+        assert!(values.contains_key(name), "sample_values() lacks {name}");
+    }
+    values
+}
+
+fn compose_files() -> Vec<(&'static str, String, Compose)> {
+    PROFILES
+        .iter()
+        .map(|profile| {
+            let text = read(&compose_path(profile));
+            let interpolated = interpolate(&text, &sample_values());
+            let compose =
+                parse_compose(&interpolated, &format!("profiles/{profile}/compose.yaml (interpolated)"));
+            (*profile, text, compose)
+        })
+        .collect()
+}
+
+fn services(compose: &Compose) -> Vec<(&String, &Service)> {
+    compose
+        .services
+        .0
+        .iter()
+        .map(|(name, service)| (name, service.as_ref().expect("a service body")))
+        .collect()
+}
+
+#[test]
+fn both_compose_files_parse_before_and_after_interpolation() {
+    for profile in PROFILES {
+        let text = read(&compose_path(profile));
+        let raw = parse_compose(&text, &format!("profiles/{profile}/compose.yaml"));
+        assert!(raw.services.0.len() >= 10, "{profile}: only {} services", raw.services.0.len());
+    }
+    for (profile, text, compose) in compose_files() {
+        let names: Vec<&String> = compose.services.0.keys().collect();
+        assert_eq!(
+            names.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+            super::service_names(&text),
+            "{profile}"
+        );
+        for expected in ["elasticsearch", "elasticsearch-setup", "temporal-ui", "alloy", "mimir", "grafana"]
+            .iter()
+            .chain(&TEMPORAL_SERVICES)
+        {
+            assert!(compose.services.0.contains_key(*expected), "{profile}: no service {expected}");
+        }
+        assert_eq!(
+            compose.services.0.contains_key("postgresql"),
+            profile == "local",
+            "{profile}: postgresql"
+        );
+        assert!(!text.contains("platform:"), "{profile}: a hard-coded platform");
+    }
+}
+
+#[test]
+fn every_variable_is_rendered_defaulted_or_a_process_secret() {
+    let rendered: BTreeSet<&str> = COMPOSE_VARIABLES.iter().map(|(n, _)| *n).collect();
+    let process: BTreeSet<&str> = PROCESS_ENV_VARIABLES.iter().map(|(n, _)| *n).collect();
+    let mut used = BTreeSet::new();
+    for profile in PROFILES {
+        let text = read(&compose_path(profile));
+        for (name, modifier) in interpolations(&text) {
+            let defaulted = modifier.starts_with(":-") || modifier.starts_with('-');
+            assert!(
+                rendered.contains(name.as_str()) || process.contains(name.as_str()) || defaulted,
+                "{profile}: ${{{name}{modifier}}} is neither rendered into compose.env (COMPOSE_VARIABLES), \
+                 nor a process variable (PROCESS_ENV_VARIABLES), nor defaulted"
+            );
+            if rendered.contains(name.as_str()) {
+                assert!(
+                    modifier.starts_with(":?"),
+                    "{profile}: ${{{name}}} should fail loudly when not rendered (:?)"
+                );
+            }
+            used.insert(name);
+        }
+    }
+    for name in rendered.iter().chain(&process) {
+        assert!(used.contains(*name), "{name} is listed but no compose file uses it");
+    }
+}
+
+#[test]
+fn every_bind_mount_and_env_file_exists_or_is_rendered() {
+    for (profile, _, compose) in compose_files() {
+        let dir = project_root().join("profiles").join(profile);
+        let declared: BTreeSet<&String> = compose.volumes.0.keys().collect();
+        for (name, service) in services(&compose) {
+            for volume in &service.volumes {
+                let Volumes::Simple(spec) = volume else {
+                    panic!("{profile}/{name}: use the short volume syntax")
+                };
+                let source = spec.split(':').next().unwrap_or_default();
+                if source.starts_with("/home/someone/.aws") {
+                    assert_eq!(
+                        profile, "dsql",
+                        "{profile}/{name}: AWS credentials belong to the dsql profile only"
+                    );
+                    assert!(spec.ends_with(":ro"), "{profile}/{name}: ~/.aws must be read-only");
+                    continue;
+                }
+                if !source.starts_with('.') && !source.starts_with('/') {
+                    assert!(
+                        declared.contains(&source.to_owned()),
+                        "{profile}/{name}: volume {source} is not declared"
+                    );
+                    continue;
+                }
+                assert!(spec.ends_with(":ro"), "{profile}/{name}: bind mount {spec} should be read-only");
+                check_host_path(profile, name, &dir, source);
+            }
+            if let Some(env_file) = &service.env_file {
+                let files = match env_file {
+                    docker_compose_types::StringOrList::Simple(f) => vec![f.clone()],
+                    docker_compose_types::StringOrList::List(l) => l.clone(),
+                };
+                for file in files {
+                    check_host_path(profile, name, &dir, &file);
+                }
+            }
+        }
+    }
+}
+
+fn check_host_path(profile: &str, service: &str, dir: &Path, source: &str) {
+    let relative = source.trim_start_matches("./");
+    if relative.starts_with("generated/") {
+        assert!(
+            RENDERED.contains(&relative),
+            "{profile}/{service}: {source} is not a file the renderer writes"
+        );
+        return;
+    }
+    let path = dir.join(relative);
+    assert!(path.exists(), "{profile}/{service}: {source} ({}) does not exist", path.display());
+}
+
+#[test]
+fn published_ports_are_loopback_and_unique() {
+    for (profile, _, compose) in compose_files() {
+        let mut seen = BTreeMap::new();
+        for (name, service) in services(&compose) {
+            let Ports::Short(ports) = &service.ports else {
+                panic!("{profile}/{name}: use the short port syntax")
+            };
+            for spec in ports {
+                let parts: Vec<&str> = spec.split(':').collect();
+                assert_eq!(parts.len(), 3, "{profile}/{name}: {spec} must be 127.0.0.1:HOST:CONTAINER");
+                assert_eq!(parts[0], "127.0.0.1", "{profile}/{name}: {spec} is not bound to 127.0.0.1");
+                let host: u16 = parts[1].parse().unwrap_or_else(|_| panic!("{profile}/{name}: {spec}"));
+                if let Some(other) = seen.insert(host, name.clone()) {
+                    panic!("{profile}: host port {host} is published by both {other} and {name}");
+                }
+            }
+        }
+        assert!(seen.len() >= 7, "{profile}: only {} published ports", seen.len());
+    }
+}
+
+#[test]
+fn dependencies_are_services_and_healthy_ones_have_healthchecks() {
+    for (profile, _, compose) in compose_files() {
+        let all: BTreeMap<&String, &Service> = services(&compose).into_iter().collect();
+        for (name, service) in &all {
+            let DependsOnOptions::Conditional(deps) = &service.depends_on else {
+                assert!(service.depends_on.is_empty(), "{profile}/{name}: use depends_on conditions");
+                continue;
+            };
+            for (dep, condition) in deps {
+                let target =
+                    all.get(dep).unwrap_or_else(|| panic!("{profile}/{name}: depends on unknown {dep}"));
+                match condition.condition.as_str() {
+                    "service_healthy" => assert!(
+                        target.healthcheck.as_ref().is_some_and(|h| !h.disable && h.test.is_some()),
+                        "{profile}/{name}: waits for {dep} to be healthy, but {dep} has no healthcheck"
+                    ),
+                    "service_completed_successfully" => {
+                        assert_eq!(
+                            target.restart.as_deref(),
+                            Some("no"),
+                            "{profile}: one-shot {dep} must not restart"
+                        );
+                    }
+                    "service_started" => {}
+                    other => panic!("{profile}/{name}: unknown condition {other}"),
+                }
+            }
+        }
+        // The startup order: ES healthy -> setup done -> history -> matching -> frontend -> worker.
+        let waits_for = |service: &str, dep: &str, condition: &str| {
+            let DependsOnOptions::Conditional(deps) = &all[&service.to_owned()].depends_on else {
+                panic!("{profile}/{service}: no depends_on")
+            };
+            assert_eq!(
+                deps.get(dep).map(|c| c.condition.as_str()),
+                Some(condition),
+                "{profile}: {service} -> {dep}"
+            );
+        };
+        waits_for("elasticsearch-setup", "elasticsearch", "service_healthy");
+        for service in TEMPORAL_SERVICES {
+            waits_for(service, "elasticsearch-setup", "service_completed_successfully");
+            if profile == "local" {
+                waits_for(service, "postgresql", "service_healthy");
+            }
+        }
+        waits_for("temporal-matching", "temporal-history", "service_healthy");
+        waits_for("temporal-frontend", "temporal-matching", "service_healthy");
+        waits_for("temporal-worker", "temporal-frontend", "service_healthy");
+        waits_for("temporal-ui", "temporal-frontend", "service_healthy");
+    }
+}
+
+#[test]
+fn images_are_pinned_and_temporal_services_get_their_config() {
+    for (profile, text, compose) in compose_files() {
+        for (name, service) in services(&compose) {
+            let image = service.image.as_deref().unwrap_or_else(|| panic!("{profile}/{name}: no image"));
+            if image.starts_with("temporal-dsql-server:") {
+                assert!(
+                    matches!(service.pull_policy, Some(docker_compose_types::PullPolicy::Never)),
+                    "{profile}/{name}: our own image must never be pulled"
+                );
+                continue;
+            }
+            let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or_default();
+            assert!(
+                !tag.is_empty() && !tag.contains('/') && tag != "latest",
+                "{profile}/{name}: {image} is not pinned"
+            );
+        }
+        for service in TEMPORAL_SERVICES {
+            let body = services(&compose).into_iter().find(|(n, _)| n.as_str() == service).unwrap().1;
+            let role = service.trim_start_matches("temporal-");
+            let service_var = match &body.environment {
+                docker_compose_types::Environment::List(list) => {
+                    list.iter().find_map(|e| e.strip_prefix("SERVICE=")).map(str::to_owned)
+                }
+                docker_compose_types::Environment::KvPair(map) => {
+                    map.get("SERVICE").and_then(|v| v.as_ref()).map(ToString::to_string)
+                }
+            };
+            assert_eq!(service_var.as_deref(), Some(role), "{profile}/{service}: SERVICE");
+            let env_file = format!("{:?}", body.env_file);
+            assert!(env_file.contains("generated/temporal.env"), "{profile}/{service}: env_file");
+            assert!(
+                body.volumes
+                    .contains(&Volumes::Simple("./generated/temporal:/etc/temporal/config:ro".to_owned())),
+                "{profile}/{service}: the rendered config must be mounted read-only"
+            );
+            assert!(body.healthcheck.is_some(), "{profile}/{service}: no healthcheck");
+        }
+        let aws_passthrough = text.contains("- AWS_PROFILE\n");
+        assert_eq!(
+            aws_passthrough,
+            profile == "dsql",
+            "{profile}: AWS credentials pass through in dsql only"
+        );
+    }
+}
+
+/// `"__address__" = "host:port"` entries of the Alloy config.
+fn alloy_targets() -> Vec<(String, String)> {
+    let text = read(&project_root().join("docker/alloy/config.alloy"));
+    text.lines()
+        .filter_map(|line| {
+            let at = line.find("\"__address__\"")?;
+            let value = line[at..].split('"').nth(3)?;
+            let (host, port) = value.rsplit_once(':')?;
+            let port = if port.is_empty() && line.contains("+ sys.env(\"TDSQL_TEMPORAL_PORTS_METRICS\")") {
+                "TDSQL_TEMPORAL_PORTS_METRICS"
+            } else {
+                port
+            };
+            Some((host.to_owned(), port.to_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn alloy_scrapes_every_temporal_service_by_its_compose_name() {
+    let targets = alloy_targets();
+    let hosts: BTreeSet<&str> = targets.iter().map(|(h, _)| h.as_str()).collect();
+    assert_eq!(hosts, TEMPORAL_SERVICES.into_iter().collect(), "alloy targets");
+    for (profile, _, compose) in compose_files() {
+        for (host, port) in &targets {
+            assert!(compose.services.0.contains_key(host), "{profile}: alloy target {host} is not a service");
+            assert_eq!(port, "TDSQL_TEMPORAL_PORTS_METRICS", "{host}: scrape temporal.ports.metrics");
+        }
+    }
+    let alloy = read(&project_root().join("docker/alloy/config.alloy"));
+    assert!(alloy.contains("url = sys.env(\"TDSQL_MIMIR_URL\") + \"/api/v1/push\""), "alloy writes to Mimir");
+    for (profile, text, _) in compose_files() {
+        let alloy_env = text.split("\n  alloy:\n").nth(1).expect("an alloy service");
+        for var in ["TDSQL_TEMPORAL_PORTS_METRICS", "TDSQL_MIMIR_URL"] {
+            assert!(alloy_env.contains(&format!("{var}: ${{{var}:?")), "{profile}: alloy needs {var}");
+        }
+    }
+}
+
+/// Every dashboard, parsed.
+fn dashboards() -> Vec<(String, serde_json::Value)> {
+    ["grafana/server/server.json", "grafana/dsql/persistence.json"]
+        .iter()
+        .map(|rel| {
+            let text = read(&project_root().join(rel));
+            let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{rel} is not valid JSON: {e}"));
+            ((*rel).to_owned(), json)
+        })
+        .collect()
+}
+
+fn all_panels(dashboard: &serde_json::Value) -> Vec<&serde_json::Value> {
+    let mut out = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        out.push(panel);
+        if let Some(nested) = panel["panels"].as_array() {
+            out.extend(nested);
+        }
+    }
+    out
+}
+
+/// Grafana's variables replaced by values PromQL accepts.
+fn substitute_grafana_variables(expr: &str) -> String {
+    let mut out =
+        expr.replace("$__rate_interval", "1m").replace("$__interval", "15s").replace("$__range", "30m");
+    for var in ["${namespace}", "$namespace"] {
+        out = out.replace(var, ".*");
+    }
+    assert!(!out.contains('$'), "an unknown Grafana variable in `{expr}`");
+    out
+}
+
+fn metric_names(expr: &Expr, names: &mut BTreeSet<String>) {
+    match expr {
+        Expr::Aggregate(agg) => {
+            metric_names(&agg.expr, names);
+            if let Some(param) = &agg.param {
+                metric_names(param, names);
+            }
+        }
+        Expr::Unary(unary) => metric_names(&unary.expr, names),
+        Expr::Binary(binary) => {
+            metric_names(&binary.lhs, names);
+            metric_names(&binary.rhs, names);
+        }
+        Expr::Paren(paren) => metric_names(&paren.expr, names),
+        Expr::Subquery(sub) => metric_names(&sub.expr, names),
+        Expr::VectorSelector(vs) => {
+            names.insert(vs.name.clone().expect("every selector names its metric"));
+        }
+        Expr::MatrixSelector(ms) => {
+            names.insert(ms.vs.name.clone().expect("every selector names its metric"));
+        }
+        Expr::Call(call) => call.args.args.iter().for_each(|arg| metric_names(arg, names)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+}
+
+/// Every metric name the dashboards query, with where it was seen.
+fn dashboard_metrics() -> BTreeMap<String, String> {
+    let mut metrics = BTreeMap::new();
+    for (file, dashboard) in dashboards() {
+        let mut count = 0;
+        for panel in all_panels(&dashboard) {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let Some(expr) = target["expr"].as_str() else { continue };
+                let promql = substitute_grafana_variables(expr);
+                let parsed = parser::parse(&promql).unwrap_or_else(|e| {
+                    panic!("{file}, panel `{}`: `{expr}` does not parse: {e}", panel["title"])
+                });
+                let mut names = BTreeSet::new();
+                metric_names(&parsed, &mut names);
+                assert!(!names.is_empty(), "{file}: `{expr}` names no metric");
+                for name in names {
+                    metrics.entry(name).or_insert_with(|| format!("{file}, panel {}", panel["title"]));
+                }
+                count += 1;
+            }
+        }
+        for variable in dashboard["templating"]["list"].as_array().into_iter().flatten() {
+            let Some(query) = variable["query"]["query"].as_str() else { continue };
+            let inner = query
+                .strip_prefix("label_values(")
+                .and_then(|q| q.strip_suffix(')'))
+                .expect("label_values(..)");
+            let metric = inner.split(',').next().unwrap().trim();
+            metrics
+                .entry(metric.to_owned())
+                .or_insert_with(|| format!("{file}, variable {}", variable["name"]));
+        }
+        assert!(count >= 20, "{file}: only {count} PromQL queries found");
+    }
+    metrics
+}
+
+/// The checked-in Temporal server metric families: (name, kind).
+fn server_metrics() -> Vec<(String, String)> {
+    read(&project_root().join("grafana/temporal-server-metrics.txt"))
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (name, kind) = l.split_once(' ').unwrap_or_else(|| panic!("`{l}`: expected `<name> <kind>`"));
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "`{l}`: unknown kind");
+            (name.to_owned(), kind.to_owned())
+        })
+        .collect()
+}
+
+/// The series a family stands for.
+fn series(name: &str, histogram: bool) -> Vec<String> {
+    if histogram {
+        ["_bucket", "_sum", "_count"].iter().map(|s| format!("{name}{s}")).collect()
+    } else {
+        vec![name.to_owned()]
+    }
+}
+
+#[test]
+fn every_dashboard_query_parses_and_names_exported_metrics_only() {
+    let mut known = BTreeMap::new();
+    for (name, kind) in server_metrics() {
+        for s in series(&name, kind == "histogram") {
+            known.insert(s, "temporal server list");
+        }
+    }
+    for family in tdsql_reservoir::METRIC_FAMILIES {
+        for s in family.series() {
+            known.insert(s, "tdsql-reservoir");
+        }
+    }
+    let used = dashboard_metrics();
+    let unknown: Vec<String> =
+        used.iter().filter(|(m, _)| !known.contains_key(*m)).map(|(m, at)| format!("{m} ({at})")).collect();
+    assert!(unknown.is_empty(), "metrics nobody exports: {unknown:#?}");
+    // The checked-in list holds only what the dashboards use, so it cannot go stale.
+    for (name, kind) in server_metrics() {
+        assert!(
+            series(&name, kind == "histogram").iter().any(|s| used.contains_key(s)),
+            "grafana/temporal-server-metrics.txt lists {name}, which no dashboard uses"
+        );
+    }
+}
+
+#[test]
+fn dashboards_have_unique_uids_and_use_the_provisioned_datasources() {
+    let mut uids = BTreeSet::new();
+    for (file, dashboard) in dashboards() {
+        assert!(uids.insert(dashboard["uid"].as_str().expect("a uid").to_owned()), "{file}: duplicate uid");
+        let mut ids = BTreeSet::new();
+        for panel in all_panels(&dashboard) {
+            assert!(ids.insert(panel["id"].as_u64().expect("a panel id")), "{file}: duplicate panel id");
+            assert!(panel["gridPos"]["w"].as_u64().is_some_and(|w| w <= 24), "{file}: panel width");
+            for ds in std::iter::once(&panel["datasource"])
+                .chain(panel["targets"].as_array().into_iter().flatten().map(|t| &t["datasource"]))
+            {
+                if let Some(uid) = ds["uid"].as_str() {
+                    assert!(["prometheus", "cloudwatch"].contains(&uid), "{file}: datasource uid {uid}");
+                }
+            }
+        }
+    }
+    let providers = read(&project_root().join("docker/grafana/dashboards.yaml"));
+    let providers: serde_norway::Value = serde_norway::from_str(&providers).expect("dashboards.yaml parses");
+    for provider in providers["providers"].as_sequence().expect("providers") {
+        let path = provider["options"]["path"].as_str().expect("a path");
+        let rel = path.strip_prefix("/etc/grafana/dashboards/").expect("under the mounted grafana/ dir");
+        assert!(project_root().join("grafana").join(rel).is_dir(), "provider path {path} has no directory");
+    }
+}
+
+#[test]
+fn the_mimir_config_parses_and_compose_sets_a_retention() {
+    let text = read(&project_root().join("docker/mimir/mimir.yaml"));
+    let mimir: serde_norway::Value = serde_norway::from_str(&text).expect("mimir.yaml parses");
+    assert_eq!(mimir["multitenancy_enabled"].as_bool(), Some(false));
+    for (profile, text, _) in compose_files() {
+        for flag in [
+            "-compactor.blocks-retention-period=${TDSQL_OBSERVABILITY_MIMIR_RETENTION:?",
+            "-server.http-listen-port=${TDSQL_OBSERVABILITY_MIMIR_PORT:?",
+        ] {
+            assert!(text.contains(flag), "{profile}: mimir lacks {flag}");
+        }
+    }
+}
+
+#[test]
+fn interpolation_follows_compose_rules() {
+    let values: BTreeMap<&str, String> = [("A", "1".to_owned())].into_iter().collect();
+    assert_eq!(interpolate("x${A:?msg}y $${B} ${C:-d}", &values), "x1y ${B} d");
+    assert_eq!(
+        interpolations("${A:?m} $${B} ${C:-x}"),
+        [("A".into(), ":?m".into()), ("C".into(), ":-x".into())]
+    );
+}

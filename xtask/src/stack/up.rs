@@ -1,0 +1,312 @@
+//! `cargo xtask up`: from the config to a healthy, observable stack, one stage at a time.
+//!
+//! config -> preflight -> infra (dsql profile, no cluster yet) -> build (image for the fork's commit
+//! missing) -> render -> postgresql (local profile) -> schema -> start -> readiness.
+//! Render comes before PostgreSQL because compose needs the rendered env file to start anything.
+//! The infra, build, render and schema stages run those xtask commands (`cargo xtask <cmd>`), so
+//! `up` does exactly what the user would do by hand and each piece keeps one entry point.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+
+use super::Stack;
+use super::progress::{Output, Progress};
+use super::settings::StackSettings;
+use crate::build::{self, ForkSource};
+use crate::context::Context;
+use crate::exec::{CARGO, Cmd};
+use crate::{config, doctor};
+
+/// `temporal.image`'s default: run the image `build` makes for the fork's current commit.
+const DEFAULT_IMAGE: &str = "temporal-dsql-server:latest";
+/// The namespace `up` makes sure exists, and its retention when it creates it.
+const DEFAULT_NAMESPACE: &str = "default";
+const DEFAULT_NAMESPACE_RETENTION: &str = "72h";
+/// How long the readiness report waits for the frontend's gRPC health to say SERVING.
+const HEALTH_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Arguments of `cargo xtask up`.
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// Seconds compose waits for every service to be running and healthy
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    wait_timeout: u32,
+}
+
+impl UpArgs {
+    pub(crate) fn run(self, ctx: &Context) -> Result<()> {
+        let stack = Stack::new(ctx);
+        let local = ctx.profile.name == "local";
+        let mut progress = Progress::new(ctx, if local { 9 } else { 8 });
+
+        let mut settings = progress.stage("config", Output::Quiet, || {
+            let settings = StackSettings::load(ctx)?;
+            let summary = match (&settings.endpoint(), settings.local) {
+                (Some(endpoint), true) => format!("PostgreSQL 16 stands in for DSQL ({endpoint})"),
+                (Some(endpoint), false) => format!("Aurora DSQL at {endpoint}"),
+                (None, _) => "no DSQL cluster configured yet".to_owned(),
+            };
+            Ok((settings, summary))
+        })?;
+        let needs_infra = !settings.local && settings.cluster_id.is_none();
+
+        progress.stage("preflight", Output::Quiet, || preflight(ctx, &stack, &settings, needs_infra))?;
+
+        if needs_infra {
+            progress.stage("infra", Output::Streams, || {
+                xtask(ctx, ["infra", "apply"]).run(ctx)?;
+                if !ctx.dry_run {
+                    settings = StackSettings::load(ctx)?;
+                }
+                Ok(((), "cluster created or adopted; its identifier is in config.toml".to_owned()))
+            })?;
+        } else {
+            let why = if settings.local { "the local stand-in needs no AWS" } else { "cluster configured" };
+            progress.skip("infra", why);
+        }
+
+        let image = progress.stage("build", Output::Streams, || build_stage(ctx, &settings))?;
+
+        let password = progress.stage("render", Output::Streams, || {
+            xtask(ctx, ["config", "render"]).env("TDSQL_TEMPORAL_IMAGE", &image).run(ctx)?;
+            // Generated into config.toml on first use; compose gets it as process environment only.
+            let password = config::grafana_admin_password(ctx, &settings.config)?;
+            Ok((password, format!("profiles/{}/generated/", ctx.profile.name)))
+        })?;
+
+        if local {
+            progress.stage("postgresql", Output::Streams, || {
+                stack.compose(Some(&password)).args(["up", "--detach", "--wait", "postgresql"]).run(ctx)?;
+                let port = settings.ports.postgres.unwrap_or_default();
+                Ok(((), format!("PostgreSQL 16 healthy on 127.0.0.1:{port}")))
+            })?;
+        }
+
+        progress.stage("schema", Output::Streams, || {
+            xtask(ctx, ["schema", "setup"]).run(ctx)?;
+            Ok(((), "the database has the schema version the server expects".to_owned()))
+        })?;
+
+        progress.stage("start", Output::Streams, || {
+            stack
+                .compose(Some(&password))
+                .args(["up", "--detach", "--wait", "--remove-orphans", "--wait-timeout"])
+                .arg(self.wait_timeout.to_string())
+                .run(ctx)?;
+            Ok(((), "every service running, every healthcheck passing".to_owned()))
+        })?;
+
+        progress.stage("readiness", Output::Quiet, || readiness(ctx, &stack, &settings))?;
+
+        print_urls(ctx, &settings);
+        Ok(())
+    }
+}
+
+/// `cargo xtask --profile <p> <args>`: another xtask command, exactly as a user would run it.
+fn xtask<const N: usize>(ctx: &Context, args: [&str; N]) -> Cmd {
+    Cmd::new(CARGO).args(["xtask", "--profile", ctx.profile.name.as_str()]).args(args)
+}
+
+/// The image to run: `temporal.image` when the user set one, else the fork's commit's image,
+/// built when the engine lacks it (or the checkout has local changes).
+fn build_stage(ctx: &Context, settings: &StackSettings) -> Result<(String, String)> {
+    let configured = &settings.config.temporal.image;
+    if configured != DEFAULT_IMAGE {
+        return Ok((configured.clone(), format!("{configured} (temporal.image)")));
+    }
+    let source = settings.fork_source();
+    let mut build = xtask(ctx, ["build"]);
+    build = match &source {
+        ForkSource::Path(path) => build.arg("--source").arg(path),
+        ForkSource::Git { url, git_ref } => build.args(["--git", url, "--ref", git_ref]),
+        other => bail!("`up` cannot build from the fork source {other:?}: run `cargo xtask build` yourself"),
+    };
+    let fork = match build::image_tag_for_fork(ctx, &source) {
+        Ok(fork) => fork,
+        Err(err) if ctx.dry_run => {
+            eprintln!("build: {err:#}");
+            build.run(ctx)?;
+            let image = format!("{}:<fork commit>", build::IMAGE_REPOSITORY);
+            return Ok((image, "the fork's commit is unknown here: a real run builds it".to_owned()));
+        }
+        Err(err) => return Err(err.context("cannot tell which image the fork's commit needs")),
+    };
+    let image = fork.reference;
+    let present = match build::image_exists(ctx, &image) {
+        Ok(present) => present,
+        Err(_) if ctx.dry_run => false,
+        Err(err) => return Err(err),
+    };
+    if present && !fork.revision.dirty {
+        return Ok((image.clone(), format!("{image} is present")));
+    }
+    build.run(ctx)?;
+    let why = if fork.revision.dirty { "the checkout has local changes" } else { "it was not in the engine" };
+    Ok((image, format!("built, {why}")))
+}
+
+/// The doctor's checks plus free host ports. A real run stops at the first problem; a dry run
+/// notes what a real run would stop on and plans the rest.
+fn preflight(
+    ctx: &Context,
+    stack: &Stack,
+    settings: &StackSettings,
+    needs_infra: bool,
+) -> Result<((), String)> {
+    let checks = doctor::run_checks(ctx);
+    // Terraform is only needed when the infra stage runs.
+    let missing: Vec<&doctor::Check> =
+        checks.iter().filter(|c| c.required && !c.ok && (needs_infra || c.name != "terraform")).collect();
+    let engine_ok = checks.iter().any(|c| c.name == "docker engine" && c.ok);
+    let busy = if engine_ok { busy_ports(ctx, stack, settings) } else { Vec::new() };
+
+    let mut problems: Vec<String> =
+        missing.iter().map(|c| format!("{}: {} ({})", c.name, c.detail, c.fix)).collect();
+    problems.extend(busy.iter().map(|(what, port)| {
+        format!("port {port} ({what}) is in use on 127.0.0.1: stop what holds it, or choose another port in config.toml")
+    }));
+    if problems.is_empty() {
+        return Ok((
+            (),
+            format!("{} checks passed, {} host ports free", checks.len(), settings.ports.all().len()),
+        ));
+    }
+    let names: Vec<String> = missing
+        .iter()
+        .map(|c| c.name.to_owned())
+        .chain(busy.iter().map(|(_, port)| format!("port {port}")))
+        .collect();
+    if ctx.dry_run {
+        for problem in &problems {
+            eprintln!("preflight: {problem}");
+        }
+        return Ok(((), format!("a real run would stop here: missing {}", names.join(", "))));
+    }
+    bail!(
+        "cannot start profile `{}`: {}\n  {}\n(`cargo xtask doctor` shows every check)",
+        ctx.profile.name,
+        names.join(", "),
+        problems.join("\n  ")
+    )
+}
+
+/// Published ports something else holds. When this stack already runs, its own ports are taken by
+/// design and `up` is a no-op for them, so nothing is reported.
+fn busy_ports(ctx: &Context, stack: &Stack, settings: &StackSettings) -> Vec<(&'static str, u16)> {
+    let busy: Vec<(&'static str, u16)> = settings
+        .ports
+        .all()
+        .into_iter()
+        .filter(|(_, port)| TcpListener::bind((Ipv4Addr::LOCALHOST, *port)).is_err())
+        .collect();
+    if busy.is_empty() {
+        return busy;
+    }
+    let ours = stack
+        .compose(None)
+        .args(["ps", "--quiet"])
+        .probe(ctx)
+        .is_ok_and(|out| out.status.success() && !out.stdout.trim().is_empty());
+    if ours { Vec::new() } else { busy }
+}
+
+/// Frontend gRPC health, the default namespace (created when missing), the visibility index.
+fn readiness(ctx: &Context, stack: &Stack, settings: &StackSettings) -> Result<((), String)> {
+    let cli = |args: &[&str]| {
+        stack.compose(None).args(["run", "--rm", "--no-deps", "--quiet-pull", "temporal-cli"]).args(args)
+    };
+    let health = cli(&["operator", "cluster", "health"]);
+    let describe = cli(&["operator", "namespace", "describe", "--namespace", DEFAULT_NAMESPACE]);
+    let create = cli(&[
+        "operator",
+        "namespace",
+        "create",
+        "--namespace",
+        DEFAULT_NAMESPACE,
+        "--retention",
+        DEFAULT_NAMESPACE_RETENTION,
+    ]);
+    let index_url = format!("http://localhost:{}/{}", settings.ports.elasticsearch, settings.es_index);
+    let index = stack
+        .compose(None)
+        .args(["exec", "-T", "elasticsearch", "curl", "-sf", "-o", "/dev/null"])
+        .arg(&index_url);
+
+    if ctx.dry_run {
+        health.run(ctx)?;
+        describe.run(ctx)?;
+        println!("# when `describe` fails:");
+        create.run(ctx)?;
+        index.run(ctx)?;
+        return Ok(((), "frontend SERVING, namespace default, visibility index present".to_owned()));
+    }
+
+    let started = Instant::now();
+    loop {
+        let out = health.probe(ctx)?;
+        if out.status.success() && out.stdout.contains("SERVING") && !out.stdout.contains("NOT_SERVING") {
+            break;
+        }
+        if started.elapsed() > HEALTH_DEADLINE {
+            bail!(
+                "the frontend did not report SERVING within {} s (last answer: {}): see `cargo xtask logs temporal-frontend --tail 100`",
+                HEALTH_DEADLINE.as_secs(),
+                out.first_line()
+            );
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+
+    let namespace = if describe.probe(ctx)?.status.success() {
+        "namespace default registered"
+    } else {
+        create.run(ctx).context("could not create the `default` namespace")?;
+        "namespace default created"
+    };
+
+    if !index.probe(ctx)?.status.success() {
+        bail!(
+            "the visibility index `{}` is missing in Elasticsearch: see `cargo xtask logs elasticsearch-setup`, \
+             then `cargo xtask up` again (the setup job is idempotent)",
+            settings.es_index
+        );
+    }
+    Ok(((), format!("frontend SERVING, {namespace}, visibility index {} present", settings.es_index)))
+}
+
+fn print_urls(ctx: &Context, settings: &StackSettings) {
+    let p = &settings.ports;
+    let prefix = if ctx.dry_run { "# " } else { "" };
+    let user = &settings.config.observability.grafana_admin_user;
+    let persistence = match &settings.cluster_id {
+        Some(id) => format!("http://localhost:{}/d/dsql-persistence?var-dsql_cluster={id}", p.grafana),
+        None => format!("http://localhost:{}/d/dsql-persistence", p.grafana),
+    };
+    let mut lines = vec![
+        format!("Temporal gRPC      127.0.0.1:{}", p.frontend_grpc),
+        format!("Temporal UI        http://localhost:{}", p.ui),
+        format!(
+            "Grafana            http://localhost:{} (anonymous viewer; admin: {user}, password in config.toml, \
+             observability.grafana_admin_password)",
+            p.grafana
+        ),
+        format!("  server health    http://localhost:{}/d/temporal-server-health", p.grafana),
+        format!("  DSQL persistence {persistence}"),
+        format!("Mimir (Prometheus) http://localhost:{}/prometheus", p.mimir),
+        format!("Alloy              http://localhost:{}", p.alloy),
+        format!("Elasticsearch      http://localhost:{}", p.elasticsearch),
+    ];
+    if let Some(port) = p.postgres {
+        lines.push(format!("PostgreSQL         postgres://admin@127.0.0.1:{port}/postgres"));
+    }
+    if !ctx.dry_run {
+        println!("\nthe stack of profile `{}` is ready:", ctx.profile.name);
+    }
+    for line in lines {
+        println!("{prefix}{line}");
+    }
+}

@@ -1,0 +1,146 @@
+//! `cargo xtask up --dry-run` plans, compared with the committed files in `tests/snapshots/up/`.
+//! `UPDATE_EXPECT=1 cargo test -p xtask --test up_plan` rewrites them.
+//!
+//! The machine is pinned so the plan is the same everywhere: no docker, terraform or cargo where
+//! the overrides point (so preflight reports the same gaps and no probe reaches a real engine),
+//! no user config, no `TDSQL_*` from the caller's shell.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const MISSING: &str = "/nonexistent/tdsql-test";
+
+/// An empty user config file, so the plan never depends on the developer's own config.toml.
+fn empty_config() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("up-plan-config.toml");
+    std::fs::write(&path, "# empty: defaults and the profile only\n").unwrap();
+    path
+}
+
+fn plan(profile: &str, extra_env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", "/home/someone")
+        .env("TDSQL_DOCKER", format!("{MISSING}/docker"))
+        .env("TDSQL_TERRAFORM", format!("{MISSING}/terraform"))
+        .env("CARGO", format!("{MISSING}/cargo"))
+        .env("TDSQL_FORK_PATH", format!("{MISSING}/temporal"))
+        .env("TDSQL_CONFIG_FILE", empty_config())
+        .args(["--dry-run", "--profile", profile, "up"]);
+    for (key, value) in extra_env {
+        cmd.env(key, value);
+    }
+    let out = cmd.output().expect("the xtask binary runs");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "up --dry-run --profile {profile} failed:\n{stderr}\n{stdout}");
+    stdout.replace(&format!("{MISSING}/docker "), "docker ")
+}
+
+fn check(name: &str, actual: &str) {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/up").join(format!("{name}.txt"));
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; write it with UPDATE_EXPECT=1", path.display()));
+    assert!(
+        expected == actual,
+        "the plan differs from {} (UPDATE_EXPECT=1 rewrites it):\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
+}
+
+#[test]
+fn local_profile_plan() {
+    let plan = plan("local", &[]);
+    assert!(plan.contains("up --detach --wait postgresql"), "{plan}");
+    assert!(!plan.contains("infra apply"), "{plan}");
+    check("local", &plan);
+}
+
+#[test]
+fn dsql_profile_without_a_cluster_plans_the_infra_first() {
+    let plan = plan("dsql", &[]);
+    let infra = plan.find("infra apply").expect("an infra stage");
+    let start = plan.find("up --detach --wait --remove-orphans").expect("a start stage");
+    assert!(infra < start && !plan.contains("postgresql"), "{plan}");
+    check("dsql", &plan);
+}
+
+#[test]
+fn dsql_profile_with_a_cluster_links_its_cloudwatch_panels() {
+    let plan = plan("dsql", &[("TDSQL_DSQL_IDENTIFIER", "abcdefghijklmnopqrstuvwxyz")]);
+    assert!(!plan.contains("infra apply"), "{plan}");
+    assert!(plan.contains("var-dsql_cluster=abcdefghijklmnopqrstuvwxyz"), "{plan}");
+    check("dsql-with-cluster", &plan);
+}
+
+#[test]
+fn a_real_run_without_docker_stops_at_preflight_naming_what_is_missing() {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("TDSQL_DOCKER", format!("{MISSING}/docker"))
+        .env("TDSQL_CONFIG_FILE", empty_config())
+        .arg("up")
+        .output()
+        .expect("the xtask binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot start profile `local`: docker CLI, docker engine"), "{stderr}");
+    assert!(stderr.contains("[2/9] preflight: failed"), "{stderr}");
+    assert!(!stderr.contains("[3/9]"), "nothing runs after preflight: {stderr}");
+}
+
+#[test]
+fn lifecycle_commands_pass_the_project_env_file_and_compose_file() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .env("TDSQL_DOCKER", "docker")
+            .env_remove("TDSQL_PROFILE")
+            .arg("--dry-run")
+            .args(args)
+            .output()
+            .expect("the xtask binary runs");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let base = "TDSQL_GRAFANA_ADMIN_PASSWORD=*** docker compose --project-name tdsql-local \
+                --env-file profiles/local/generated/compose.env -f profiles/local/compose.yaml";
+    assert_eq!(run(&["down"]), format!("{base} down --remove-orphans\n"));
+    assert_eq!(run(&["down", "--volumes"]), format!("{base} down --remove-orphans --volumes\n"));
+    assert_eq!(run(&["ps"]), format!("{base} ps\n"));
+    assert_eq!(
+        run(&["logs", "temporal-history", "-f", "--tail", "50"]),
+        format!("{base} logs --follow --tail 50 temporal-history\n")
+    );
+    assert_eq!(
+        run(&["restart", "temporal-history", "temporal-matching"]),
+        format!("{base} restart temporal-history temporal-matching\n")
+    );
+    let dsql = run(&["--profile", "dsql", "ps"]);
+    assert!(
+        dsql.contains("--project-name tdsql-dsql --env-file profiles/dsql/generated/compose.env"),
+        "{dsql}"
+    );
+}
+
+#[test]
+fn an_unknown_service_is_refused_with_the_known_ones() {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .env_remove("TDSQL_PROFILE")
+        .args(["--dry-run", "logs", "temporal-histroy"])
+        .output()
+        .expect("the xtask binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("unknown service `temporal-histroy`") && stderr.contains("temporal-history"),
+        "{stderr}"
+    );
+}
