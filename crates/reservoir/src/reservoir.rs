@@ -399,7 +399,7 @@ impl<C: Connector> Reservoir<C> {
         }
         shared.metrics.checkouts.inc();
         shared.metrics.checkout_latency.observe(millis(started.elapsed()));
-        Conn { idle: Some(idle), shared: shared.clone(), broken: false }
+        Conn { idle: Some(idle), shared: shared.clone(), broken: false, waited }
     }
 
     /// Waits until at least `min` connections are ready (`min` is capped at the target).
@@ -469,6 +469,7 @@ pub struct Conn<C: Connector> {
     idle: Option<Idle<C::Connection>>,
     shared: Arc<Shared<C>>,
     broken: bool,
+    waited: bool,
 }
 
 impl<C: Connector> fmt::Debug for Conn<C> {
@@ -484,6 +485,12 @@ impl<C: Connector> Conn<C> {
     /// Marks the connection as unusable (e.g. after an I/O error) so it is closed, not reused.
     pub fn mark_broken(&mut self) {
         self.broken = true;
+    }
+
+    /// Whether this checkout had to wait because no connection was ready.
+    #[must_use]
+    pub fn waited(&self) -> bool {
+        self.waited
     }
 
     /// Time left before its lifetime ends.

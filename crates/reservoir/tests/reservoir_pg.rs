@@ -61,6 +61,8 @@ async fn backend_pid(conn: &PgConnection) -> i32 {
 #[tokio::test]
 async fn fills_checks_out_and_returns_real_connections() {
     let (settings, password) = local(&fresh_database("reservoir_fill").await);
+    let tasks = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let before = tasks();
     let connector = PgConnector::new(settings, Arc::new(password)).unwrap();
     let reservoir = Reservoir::builder(connector).config(quick(4)).build().unwrap();
     reservoir.ready(4, Duration::from_secs(20)).await.unwrap();
@@ -72,7 +74,10 @@ async fn fills_checks_out_and_returns_real_connections() {
     }
     let status = reservoir.status();
     assert_eq!((status.in_use, status.ready), (0, 4));
+    assert!(tasks() > before);
     reservoir.close().await;
+    // The refiller and every connection's driver task end with it.
+    wait_for("every task to end", Duration::from_secs(10), || tasks() <= before).await;
 }
 
 #[tokio::test]

@@ -96,6 +96,7 @@ async fn fills_to_target_and_checkout_never_waits_when_ready() {
     let conn = reservoir.checkout().await.unwrap();
     assert_eq!(before.elapsed(), Duration::ZERO, "a ready connection must not wait");
     assert_eq!(conn.id, 0, "FIFO: the oldest ready connection first");
+    assert!(!conn.waited());
     assert_eq!(reservoir.status().in_use, 1);
     drop(conn);
     assert_eq!(reservoir.status().in_use, 0);
@@ -136,6 +137,7 @@ async fn a_waiting_checkout_gets_a_returned_connection() {
     let conn = reservoir.checkout().await.unwrap();
     assert_eq!(before.elapsed(), Duration::from_millis(40));
     assert_eq!(conn.id, 0);
+    assert!(conn.waited());
     assert_eq!(reservoir.statistics().waited_checkouts, 1);
     returner.await.unwrap();
 }
@@ -342,4 +344,87 @@ async fn close_ends_everything_and_later_checkouts_fail() {
     drop(held);
     assert_eq!(fake.0.alive.load(Ordering::SeqCst), 0);
     assert!(reservoir.status().closed);
+}
+
+/// A lease hook with a slot limit, counting what is held.
+#[derive(Debug)]
+struct Slots {
+    limit: usize,
+    held: Mutex<std::collections::HashSet<String>>,
+    next: AtomicUsize,
+}
+
+impl tdsql_reservoir::LeaseHook for Slots {
+    fn acquire(
+        &self,
+    ) -> tdsql_reservoir::token::BoxFuture<'_, Result<tdsql_reservoir::Lease, tdsql_reservoir::LimitError>>
+    {
+        Box::pin(async move {
+            let mut held = self.held.lock().unwrap();
+            if held.len() >= self.limit {
+                return Err(tdsql_reservoir::LimitError::Denied("the test's slots"));
+            }
+            let id = format!("lease-{}", self.next.fetch_add(1, Ordering::SeqCst));
+            held.insert(id.clone());
+            Ok(tdsql_reservoir::Lease::new(id))
+        })
+    }
+
+    fn release(&self, lease: tdsql_reservoir::Lease) -> tdsql_reservoir::token::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            assert!(self.held.lock().unwrap().remove(lease.id()), "released a lease twice or never taken");
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn leases_cap_connections_and_are_released_with_them() {
+    let fake = Fake::default();
+    let slots = Arc::new(Slots { limit: 3, held: Mutex::default(), next: AtomicUsize::new(0) });
+    let metrics = Metrics::new();
+    let mut cfg = config(5);
+    cfg.base_lifetime = Duration::from_secs(10);
+    cfg.guard_window = Duration::from_secs(1);
+    let reservoir = Reservoir::builder(fake.clone())
+        .config(cfg)
+        .lease_hook(slots.clone())
+        .metrics(metrics.clone())
+        .build()
+        .unwrap();
+    let err = reservoir.ready(5, Duration::from_secs(2)).await.unwrap_err();
+    assert!(err.to_string().contains("only 3 of 5"), "{err}");
+    assert_eq!(fake.0.alive.load(Ordering::SeqCst), 3, "the lease limit caps connections");
+    let text = metrics.encode();
+    assert!(text.contains(r#"dsql_reservoir_refill_failures_total{reason="lease_acquire"}"#), "{text}");
+    // Expiry (at 9 s) closes connections and gives their slots back; replacements take them again
+    // once the refiller's failure backoff (grown while the slots were taken) has passed.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    assert!(fake.0.opened.load(Ordering::SeqCst) >= 6, "expired connections are replaced");
+    assert_eq!(slots.held.lock().unwrap().len(), fake.0.alive.load(Ordering::SeqCst));
+    reservoir.close().await;
+    assert_eq!(fake.0.alive.load(Ordering::SeqCst), 0);
+    assert!(slots.held.lock().unwrap().is_empty(), "close() releases every lease");
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_settings_are_refused_with_the_key() {
+    let bad = [
+        ReservoirConfig { target_ready: 0, ..ReservoirConfig::default() },
+        ReservoirConfig { base_lifetime: Duration::from_secs(30), ..ReservoirConfig::default() },
+        ReservoirConfig { base_lifetime: Duration::from_secs(59 * 60), ..ReservoirConfig::default() },
+        ReservoirConfig { connect_rate: 0.0, ..ReservoirConfig::default() },
+        ReservoirConfig { max_open: Some(5), ..ReservoirConfig::default() },
+    ];
+    let keys = ["target_ready", "base_lifetime", "lifetime_jitter", "connect_rate", "max_open"];
+    for (config, key) in bad.into_iter().zip(keys) {
+        let err = Reservoir::builder(Fake::default()).config(config).build().unwrap_err().to_string();
+        assert!(err.contains(key), "{err}");
+    }
+    let defaults = ReservoirConfig::default();
+    assert_eq!(defaults.base_lifetime, Duration::from_secs(660));
+    assert_eq!(defaults.lifetime_jitter, Duration::from_secs(120));
+    assert_eq!(defaults.guard_window, Duration::from_secs(45));
+    assert_eq!(defaults.expiry_scan_interval, Duration::from_secs(1));
+    assert_eq!(defaults.empty_wait_timeout, Duration::from_millis(100));
+    assert_eq!(defaults.failure_backoff, Duration::from_millis(250));
 }
