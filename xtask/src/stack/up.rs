@@ -86,7 +86,9 @@ impl UpArgs {
         }
 
         progress.stage("schema", Output::Streams, || {
+            // setup installs on an empty database (a no-op otherwise); update brings an older one up.
             xtask(ctx, ["schema", "setup"]).run(ctx)?;
+            xtask(ctx, ["schema", "update"]).run(ctx)?;
             Ok(((), "the database has the schema version the server expects".to_owned()))
         })?;
 
