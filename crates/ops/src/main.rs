@@ -3,6 +3,8 @@
 //! The xtask builds and runs this binary on demand, so that `cargo xtask --help` and the
 //! commands that only drive Docker never compile the AWS SDK (about 200 crates).
 
+mod schema;
+
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
@@ -21,6 +23,8 @@ struct Cli {
 enum Command {
     /// Resolve AWS credentials through the default chain and print where they came from
     AwsCredentials,
+    /// The embedded Temporal schema: setup, update, status, plan, verify
+    Schema(schema::SchemaArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::AwsCredentials => aws_credentials().await,
+            Command::Schema(args) => args.run().await,
         }
     });
     match result {

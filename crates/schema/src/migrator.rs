@@ -5,11 +5,15 @@
 //! (the local PostgreSQL) or TLS with an IAM token (Aurora DSQL).
 
 use std::fmt;
+use std::future::Future;
 use std::hash::{BuildHasher as _, Hasher as _};
 use std::time::{Duration, Instant};
 
+use tdsql_reservoir::retry::classify;
+use tdsql_reservoir::{RetryConfig, RetryError, RetryPolicy};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Row, SimpleQueryMessage};
 
 use crate::bookkeeping::{self, LOCK_TABLE_NAME, NOW_UTC};
 use crate::catalog::{Catalog, Drift, ModelError};
@@ -32,6 +36,9 @@ pub struct Options {
     pub lock_ttl: Duration,
     /// How long to wait for another migrator's lock before giving up.
     pub lock_wait: Duration,
+    /// OCC retry of every statement and bookkeeping transaction (DSQL reports a catalog change
+    /// by another session, such as a finished index job, as OC001).
+    pub retry: RetryPolicy,
 }
 
 impl Options {
@@ -44,6 +51,7 @@ impl Options {
             holder: default_holder(),
             lock_ttl: Duration::from_secs(60),
             lock_wait: Duration::from_secs(120),
+            retry: RetryPolicy::new(RetryConfig::default()).expect("the default retry settings are valid"),
         }
     }
 }
@@ -451,6 +459,12 @@ impl<'a> Migrator<'a> {
         self
     }
 
+    /// The schema this migrator applies.
+    #[must_use]
+    pub fn schema(&self) -> &Schema {
+        self.schema
+    }
+
     /// The options in force.
     #[must_use]
     pub fn options(&self) -> &Options {
@@ -461,24 +475,52 @@ impl<'a> Migrator<'a> {
         (self.observer)(&event);
     }
 
+    /// Runs one autocommit statement or one whole transaction, again on an OCC conflict.
+    async fn retried<T, F, Fut>(&self, action: impl FnOnce() -> String, attempt: F) -> Result<T, MigrateError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        self.options.retry.run("schema migration", attempt).await.map_err(|error| {
+            let mut action = action();
+            if let RetryError::Exhausted { attempts, .. } = &error {
+                action.push_str(&format!(" (still conflicting after {attempts} attempts)"));
+            }
+            MigrateError::Database { action, source: error.into_inner() }
+        })
+    }
+
+    /// A query whose missing table means "nothing there yet" (`None`).
+    async fn query_if_exists(
+        &self,
+        action: &str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Vec<Row>>, MigrateError> {
+        let rows = self.retried(|| action.to_owned(), || self.client.query(sql, params)).await;
+        match rows {
+            Ok(rows) => Ok(Some(rows)),
+            Err(e) if e.sqlstate() == Some(&SqlState::UNDEFINED_TABLE) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The installed version and the minimum compatible one, read the way the server reads it;
     /// `None` when the version table or the row is missing.
     ///
     /// # Errors
     /// Any database error other than a missing table.
     pub async fn installed(&self) -> Result<Option<(SchemaVersion, Option<SchemaVersion>)>, MigrateError> {
-        let rows = self
-            .client
-            .query(
+        let Some(rows) = self
+            .query_if_exists(
+                "reading schema_version",
                 "SELECT curr_version, min_compatible_version FROM schema_version \
                  WHERE version_partition = 0 AND db_name = $1",
                 &[&self.options.db_name],
             )
-            .await;
-        let rows = match rows {
-            Ok(rows) => rows,
-            Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => return Ok(None),
-            Err(e) => return Err(db("reading schema_version")(e)),
+            .await?
+        else {
+            return Ok(None);
         };
         let Some(row) = rows.first() else { return Ok(None) };
         let current: Option<String> = row.get(0);
@@ -492,21 +534,13 @@ impl<'a> Migrator<'a> {
     /// # Errors
     /// Any database error other than a missing table.
     pub async fn lock_state(&self) -> Result<Option<LockState>, MigrateError> {
-        let rows = self
-            .client
-            .query(
-                &format!(
-                    "SELECT holder, EXTRACT(EPOCH FROM (expires_at - {NOW_UTC}))::float8, db_name, \
-                            applying_version, started_at::text, last_error \
-                     FROM {LOCK_TABLE_NAME} WHERE lock_partition = 0"
-                ),
-                &[],
-            )
-            .await;
-        let rows = match rows {
-            Ok(rows) => rows,
-            Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => return Ok(None),
-            Err(e) => return Err(db(format!("reading {LOCK_TABLE_NAME}"))(e)),
+        let sql = format!(
+            "SELECT holder, EXTRACT(EPOCH FROM (expires_at - {NOW_UTC}))::float8, db_name, \
+                    applying_version, started_at::text, last_error \
+             FROM {LOCK_TABLE_NAME} WHERE lock_partition = 0"
+        );
+        let Some(rows) = self.query_if_exists(&format!("reading {LOCK_TABLE_NAME}"), &sql, &[]).await? else {
+            return Ok(None);
         };
         let Some(row) = rows.first() else {
             return Ok(Some(LockState { holder: None, expires_in_secs: None, unfinished: None }));
@@ -546,15 +580,9 @@ impl<'a> Migrator<'a> {
     }
 
     async fn pending_jobs(&self) -> Result<Vec<IndexJob>, MigrateError> {
-        let rows = self
-            .client
-            .query(
-                "SELECT job_id::text, status::text, details::text FROM sys.jobs \
-                 WHERE lower(status::text) NOT IN ('completed', 'failed', 'cancelled')",
-                &[],
-            )
-            .await
-            .map_err(db("reading sys.jobs"))?;
+        let sql = "SELECT job_id::text, status::text, details::text FROM sys.jobs \
+                   WHERE lower(status::text) NOT IN ('completed', 'failed', 'cancelled')";
+        let rows = self.retried(|| "reading sys.jobs".to_owned(), || self.client.query(sql, &[])).await?;
         Ok(rows.iter().map(|r| IndexJob { job_id: r.get(0), status: r.get(1), details: r.get(2) }).collect())
     }
 
@@ -639,15 +667,9 @@ impl<'a> Migrator<'a> {
     }
 
     async fn tables(&self) -> Result<Vec<String>, MigrateError> {
-        let rows = self
-            .client
-            .query(
-                "SELECT table_name::text FROM information_schema.tables \
-                 WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name",
-                &[],
-            )
-            .await
-            .map_err(db("listing tables"))?;
+        let sql = "SELECT table_name::text FROM information_schema.tables \
+                   WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name";
+        let rows = self.retried(|| "listing tables".to_owned(), || self.client.query(sql, &[])).await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -686,7 +708,7 @@ impl<'a> Migrator<'a> {
             self.emit(Event::Dropping { table: table.clone() });
             self.renew_if_due(lease).await?;
             let sql = format!("DROP TABLE IF EXISTS {}", quote_ident(table));
-            self.client.batch_execute(&sql).await.map_err(db(format!("dropping table {table}")))?;
+            self.retried(|| format!("dropping table {table}"), || self.client.batch_execute(&sql)).await?;
         }
         if !plan.drop_tables.is_empty() {
             for table in bookkeeping::TABLES {
@@ -722,11 +744,9 @@ impl<'a> Migrator<'a> {
     }
 
     async fn execute(&mut self, version: SchemaVersion, step: &Step) -> Result<(), MigrateError> {
-        let failed = |source| MigrateError::Database {
-            action: format!("schema {version}, statement on line {}: `{}`", step.line, summary(&step.sql)),
-            source,
-        };
-        let messages = self.client.simple_query(&step.sql).await.map_err(failed)?;
+        let action =
+            || format!("schema {version}, statement on line {}: `{}`", step.line, summary(&step.sql));
+        let messages = self.retried(action, || self.client.simple_query(&step.sql)).await?;
         let Some(index) = &step.awaits_index else { return Ok(()) };
         // CREATE INDEX ASYNC returns the job id; IF NOT EXISTS on an existing index returns none.
         let job_id = messages.iter().find_map(|m| match m {
@@ -736,11 +756,13 @@ impl<'a> Migrator<'a> {
         let Some(job_id) = job_id else { return Ok(()) };
         self.emit(Event::IndexJobWaiting { index: index.clone(), job_id: job_id.clone() });
         let started = Instant::now();
+        let wait = format!("SELECT sys.wait_for_job({})", quote_literal(&job_id));
         let rows = self
-            .client
-            .simple_query(&format!("SELECT sys.wait_for_job({})", quote_literal(&job_id)))
-            .await
-            .map_err(db(format!("waiting for the job {job_id} of index {index}")))?;
+            .retried(
+                || format!("waiting for the job {job_id} of index {index}"),
+                || self.client.simple_query(&wait),
+            )
+            .await?;
         let succeeded = rows
             .iter()
             .any(|m| matches!(m, SimpleQueryMessage::Row(row) if matches!(row.get(0), Some("t" | "true"))));
@@ -763,15 +785,18 @@ impl<'a> Migrator<'a> {
     async fn create_bookkeeping_table(&self, sql: &str) -> Result<(), MigrateError> {
         let mut attempt = 0;
         loop {
-            match self.client.batch_execute(sql).await {
+            match self
+                .retried(|| "creating the migrator's tables".to_owned(), || self.client.batch_execute(sql))
+                .await
+            {
                 Ok(()) => return Ok(()),
                 Err(e)
                     if attempt < 3
-                        && matches!(e.code(), Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::DUPLICATE_TABLE) =>
+                        && matches!(e.sqlstate(), Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::DUPLICATE_TABLE) =>
                 {
                     attempt += 1;
                 }
-                Err(e) => return Err(db("creating the migrator's tables")(e)),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -797,8 +822,11 @@ impl<'a> Migrator<'a> {
             match taken {
                 Ok(1) => return Ok(Lease { renewed: Instant::now() }),
                 Ok(_) => {}
-                // Two takers raced on the row (DSQL reports it at commit as 40001/OC000): look again.
-                Err(e) if e.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE) => continue,
+                // Two takers raced on the row (DSQL reports it at commit as OC000): look again.
+                Err(e) if classify(&e).is_retryable() && started.elapsed() < self.options.lock_wait => {
+                    tokio::time::sleep(Duration::from_millis(20 + jitter_millis(80))).await;
+                    continue;
+                }
                 Err(e) => return Err(db("taking the schema lock")(e)),
             }
             let state = self.lock_state().await?.unwrap_or(LockState {
@@ -826,17 +854,14 @@ impl<'a> Migrator<'a> {
     }
 
     async fn take_over(&self, previous: &str, ttl: &str) -> Result<bool, MigrateError> {
+        let sql = format!(
+            "UPDATE {LOCK_TABLE_NAME} SET holder = $1, acquired_at = {NOW_UTC}, \
+             expires_at = {NOW_UTC} + $2::text::interval WHERE lock_partition = 0 AND holder = $3"
+        );
+        let params: [&(dyn ToSql + Sync); 3] = [&self.options.holder, &ttl, &previous];
         let taken = self
-            .client
-            .execute(
-                &format!(
-                    "UPDATE {LOCK_TABLE_NAME} SET holder = $1, acquired_at = {NOW_UTC}, \
-                     expires_at = {NOW_UTC} + $2::text::interval WHERE lock_partition = 0 AND holder = $3"
-                ),
-                &[&self.options.holder, &ttl, &previous],
-            )
-            .await
-            .map_err(db("taking over the schema lock"))?;
+            .retried(|| "taking over the schema lock".to_owned(), || self.client.execute(&sql, &params))
+            .await?;
         Ok(taken == 1)
     }
 
@@ -846,17 +871,14 @@ impl<'a> Migrator<'a> {
             return Ok(());
         }
         let ttl = format!("{} milliseconds", self.options.lock_ttl.as_millis());
+        let sql = format!(
+            "UPDATE {LOCK_TABLE_NAME} SET expires_at = {NOW_UTC} + $2::text::interval \
+             WHERE lock_partition = 0 AND holder = $1"
+        );
+        let params: [&(dyn ToSql + Sync); 2] = [&self.options.holder, &ttl];
         let renewed = self
-            .client
-            .execute(
-                &format!(
-                    "UPDATE {LOCK_TABLE_NAME} SET expires_at = {NOW_UTC} + $2::text::interval \
-                     WHERE lock_partition = 0 AND holder = $1"
-                ),
-                &[&self.options.holder, &ttl],
-            )
-            .await
-            .map_err(db("renewing the schema lock"))?;
+            .retried(|| "renewing the schema lock".to_owned(), || self.client.execute(&sql, &params))
+            .await?;
         if renewed != 1 {
             return Err(MigrateError::LostLock);
         }
@@ -867,24 +889,20 @@ impl<'a> Migrator<'a> {
     /// Records in the lock row which version is being applied (fenced by the holder).
     async fn start_version(&self, version: SchemaVersion, target: SchemaVersion) -> Result<(), MigrateError> {
         let ttl = format!("{} milliseconds", self.options.lock_ttl.as_millis());
+        let sql = format!(
+            "UPDATE {LOCK_TABLE_NAME} SET applying_version = $2, target_version = $3, db_name = $4, \
+             started_at = {NOW_UTC}, last_error = NULL, expires_at = {NOW_UTC} + $5::text::interval \
+             WHERE lock_partition = 0 AND holder = $1"
+        );
+        let (version, target) = (version.to_string(), target.to_string());
+        let params: [&(dyn ToSql + Sync); 5] =
+            [&self.options.holder, &version, &target, &self.options.db_name, &ttl];
         let updated = self
-            .client
-            .execute(
-                &format!(
-                    "UPDATE {LOCK_TABLE_NAME} SET applying_version = $2, target_version = $3, db_name = $4, \
-                     started_at = {NOW_UTC}, last_error = NULL, expires_at = {NOW_UTC} + $5::text::interval \
-                     WHERE lock_partition = 0 AND holder = $1"
-                ),
-                &[
-                    &self.options.holder,
-                    &version.to_string(),
-                    &target.to_string(),
-                    &self.options.db_name,
-                    &ttl,
-                ],
+            .retried(
+                || "recording progress in the lock row".to_owned(),
+                || self.client.execute(&sql, &params),
             )
-            .await
-            .map_err(db("recording progress in the lock row"))?;
+            .await?;
         if updated == 1 { Ok(()) } else { Err(MigrateError::LostLock) }
     }
 
@@ -896,9 +914,10 @@ impl<'a> Migrator<'a> {
         let ttl = format!("{} milliseconds", self.options.lock_ttl.as_millis());
         let old = version.from.map_or_else(|| "0".to_owned(), |v| v.to_string());
         let description: String = manifest.description.chars().take(255).collect();
+        let (new, min) = (manifest.curr_version.to_string(), manifest.min_compatible_version.to_string());
         // A `&Client` cannot open a `Transaction` (that needs `&mut`), so BEGIN/COMMIT by hand.
         let client = self.client;
-        let record = async {
+        let record = || async {
             client.batch_execute("BEGIN").await?;
             let fenced = client
                 .execute(
@@ -922,7 +941,7 @@ impl<'a> Migrator<'a> {
                          ON CONFLICT (version_partition, db_name) DO UPDATE SET creation_time = EXCLUDED.creation_time, \
                          curr_version = EXCLUDED.curr_version, min_compatible_version = EXCLUDED.min_compatible_version"
                     ),
-                    &[&self.options.db_name, &manifest.curr_version.to_string(), &manifest.min_compatible_version.to_string()],
+                    &[&self.options.db_name, &new, &min],
                 )
                 .await?;
             client
@@ -933,35 +952,36 @@ impl<'a> Migrator<'a> {
                          VALUES (0, EXTRACT(YEAR FROM {NOW_UTC})::int, EXTRACT(MONTH FROM {NOW_UTC})::int, {NOW_UTC}, \
                                  $1, $2, $3, $4)"
                     ),
-                    &[&old, &manifest.curr_version.to_string(), &change_set.manifest_md5, &description],
+                    &[&old, &new, &change_set.manifest_md5, &description],
                 )
                 .await?;
             client.batch_execute("COMMIT").await?;
             Ok(true)
         };
-        let fenced: Result<bool, tokio_postgres::Error> = record.await;
-        if !matches!(fenced, Ok(true)) {
-            // Leave no transaction open on the session; a failed ROLLBACK changes nothing here.
-            let _ = client.batch_execute("ROLLBACK").await;
-        }
-        let fenced =
-            fenced.map_err(db(format!("recording version {} in schema_version", version.version)))?;
+        let attempt = || async {
+            let outcome = record().await;
+            if !matches!(outcome, Ok(true)) {
+                // Leave no transaction open on the session; a failed ROLLBACK changes nothing here.
+                let _ = client.batch_execute("ROLLBACK").await;
+            }
+            outcome
+        };
+        let fenced = self
+            .retried(|| format!("recording version {} in schema_version", version.version), attempt)
+            .await?;
         if fenced { Ok(()) } else { Err(MigrateError::LostLock) }
     }
 
     /// Frees the lock; when the run failed, records why next to the version being applied.
     async fn release(&self, error: Option<&str>) -> Result<(), MigrateError> {
         let error: Option<String> = error.map(|e| e.chars().take(1024).collect());
-        self.client
-            .execute(
-                &format!(
-                    "UPDATE {LOCK_TABLE_NAME} SET holder = NULL, expires_at = NULL, \
-                     last_error = COALESCE($2, last_error) WHERE lock_partition = 0 AND holder = $1"
-                ),
-                &[&self.options.holder, &error],
-            )
-            .await
-            .map_err(db("releasing the schema lock"))?;
+        let sql = format!(
+            "UPDATE {LOCK_TABLE_NAME} SET holder = NULL, expires_at = NULL, \
+             last_error = COALESCE($2, last_error) WHERE lock_partition = 0 AND holder = $1"
+        );
+        let params: [&(dyn ToSql + Sync); 2] = [&self.options.holder, &error];
+        self.retried(|| "releasing the schema lock".to_owned(), || self.client.execute(&sql, &params))
+            .await?;
         Ok(())
     }
 
@@ -976,7 +996,7 @@ impl<'a> Migrator<'a> {
             None => self.installed().await?.map_or(self.schema.latest(), |(v, _)| v),
         };
         let expected = self.expected_catalog(version)?;
-        let live = Catalog::read(self.client).await.map_err(db("reading the catalog"))?;
+        let live = self.retried(|| "reading the catalog".to_owned(), || Catalog::read(self.client)).await?;
         Ok(expected.diff(&live))
     }
 
