@@ -12,6 +12,7 @@ mod harness;
 mod ops;
 mod paths;
 mod profile;
+mod schema;
 mod stack;
 mod suite;
 mod workflows;
@@ -45,6 +46,8 @@ enum Command {
     /// Run one workflow per feature against the running frontend and check each (activity, signals
     /// and queries, timer, child, retry, visibility)
     Smoke(suite::SmokeArgs),
+    /// The Temporal schema on the profile's database: setup, update, status, plan, verify
+    Schema(schema::SchemaArgs),
     /// Start workflows at a fixed rate against the running frontend; report rate and latency
     Load(suite::LoadArgs),
     /// Bring the stack up: config, preflight, infra, build, schema, render, compose, readiness, URLs
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Ps(args) => args.run(&ctx),
         Command::Logs(args) => args.run(&ctx),
         Command::Restart(args) => args.run(&ctx),
+        Command::Schema(args) => args.run(&ctx),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

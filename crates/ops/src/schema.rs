@@ -86,8 +86,11 @@ enum SchemaCommand {
         #[arg(long)]
         version: Option<SchemaVersion>,
         /// Plan a setup --overwrite
-        #[arg(long)]
+        #[arg(long, conflicts_with = "offline")]
         overwrite: bool,
+        /// Do not connect: plan a setup on an empty database
+        #[arg(long)]
+        offline: bool,
     },
     /// Compare the live catalog with the embedded schema; non-zero exit on drift
     Verify {
@@ -229,11 +232,17 @@ async fn connect(target: &Resolved) -> Result<PgConnection> {
 
 impl SchemaArgs {
     pub(crate) async fn run(self) -> Result<()> {
+        if let SchemaCommand::Plan { version, offline: true, .. } = self.command {
+            let mut options = Options::new(self.target.dialect);
+            options.db_name = self.target.db_name.clone().unwrap_or_else(|| self.target.database.clone());
+            let schema = tdsql_schema::Schema::embedded().context("the embedded schema is broken")?;
+            return print_plan(&Migrator::plan_fresh(schema, &options, version)?);
+        }
         let target = self.target.resolve()?;
-        let connection = connect(&target).await?;
         let mut options = Options::new(target.dialect);
         options.db_name.clone_from(&target.db_name);
         options.lock_wait = Duration::from_secs(self.target.lock_wait);
+        let connection = connect(&target).await?;
         let verbose = self.target.verbose;
         let mut migrator = Migrator::new(connection.client(), options)
             .context("the embedded schema is broken")?
@@ -260,7 +269,7 @@ impl SchemaArgs {
                 let outcome = migrator.run(request).await?;
                 report(&outcome, &target, started.elapsed());
             }
-            SchemaCommand::Plan { version, overwrite } => {
+            SchemaCommand::Plan { version, overwrite, .. } => {
                 print_plan(&migrator.plan(Request::Setup { version, overwrite }).await?)?;
             }
             SchemaCommand::Status => print_status(&migrator.status().await?, &target),

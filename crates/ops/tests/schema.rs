@@ -23,7 +23,17 @@ fn ops_at(config: &tokio_postgres::Config, port: Option<u16>, args: &[&str]) -> 
     let database = config.get_dbname().expect("a database");
     let mut command = Command::new(env!("CARGO_BIN_EXE_tdsql-ops"));
     command
-        .args(["schema", "--dialect", "postgres", "--endpoint", &host, "--port", &port, "--database", database])
+        .args([
+            "schema",
+            "--dialect",
+            "postgres",
+            "--endpoint",
+            &host,
+            "--port",
+            &port,
+            "--database",
+            database,
+        ])
         .args(["--user", config.get_user().unwrap_or("postgres")])
         .args(args)
         .env("PGPASSWORD", password)
@@ -32,7 +42,10 @@ fn ops_at(config: &tokio_postgres::Config, port: Option<u16>, args: &[&str]) -> 
 }
 
 fn text(output: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 async fn public_tables(config: &tokio_postgres::Config) -> i64 {

@@ -644,26 +644,33 @@ impl<'a> Migrator<'a> {
             plan.resumes = resumes;
             installed
         };
-        let mut previous = from;
-        for change_set in self.schema.range(from, target) {
-            let steps = change_set.statements.iter().map(|s| self.step(s)).collect();
-            plan.versions.push(PlannedVersion {
-                version: change_set.version(),
-                from: previous,
-                description: change_set.manifest.description.clone(),
-                steps,
-            });
-            previous = Some(change_set.version());
-        }
+        plan.versions = planned_versions(self.schema, self.options.dialect, from, target);
         Ok(plan)
     }
 
-    fn step(&self, statement: &Statement) -> Step {
-        let awaits_index = match (self.options.dialect, ddl::parse_definition(&statement.text)) {
-            (Dialect::Dsql, Ok(Some(Definition::Index(index)))) if index.is_async => Some(index.name),
-            _ => None,
+    /// The plan of `setup` on an empty database, computed without any connection (for a DSQL
+    /// cluster that does not exist yet, or to read the statements of a dialect).
+    ///
+    /// # Errors
+    /// [`UnknownVersion`] listing the known versions.
+    pub fn plan_fresh(
+        schema: &Schema,
+        options: &Options,
+        version: Option<SchemaVersion>,
+    ) -> Result<Plan, UnknownVersion> {
+        let target = match version {
+            Some(v) => schema.find(v)?.version(),
+            None => schema.latest(),
         };
-        Step { sql: self.options.dialect.render(&statement.text), line: statement.line, awaits_index }
+        Ok(Plan {
+            dialect: options.dialect,
+            db_name: options.db_name.clone(),
+            installed: None,
+            target,
+            drop_tables: Vec::new(),
+            resumes: None,
+            versions: planned_versions(schema, options.dialect, None, target),
+        })
     }
 
     async fn tables(&self) -> Result<Vec<String>, MigrateError> {
@@ -1018,6 +1025,36 @@ impl<'a> Migrator<'a> {
         }
         Ok(Catalog::from_statements(&statements)?)
     }
+}
+
+/// The statements of every version in `(from, target]`, rendered for `dialect`.
+fn planned_versions(
+    schema: &Schema,
+    dialect: Dialect,
+    from: Option<SchemaVersion>,
+    target: SchemaVersion,
+) -> Vec<PlannedVersion> {
+    let mut previous = from;
+    let mut versions = Vec::new();
+    for change_set in schema.range(from, target) {
+        let steps = change_set.statements.iter().map(|s| step(dialect, s)).collect();
+        versions.push(PlannedVersion {
+            version: change_set.version(),
+            from: previous,
+            description: change_set.manifest.description.clone(),
+            steps,
+        });
+        previous = Some(change_set.version());
+    }
+    versions
+}
+
+fn step(dialect: Dialect, statement: &Statement) -> Step {
+    let awaits_index = match (dialect, ddl::parse_definition(&statement.text)) {
+        (Dialect::Dsql, Ok(Some(Definition::Index(index)))) if index.is_async => Some(index.name),
+        _ => None,
+    };
+    Step { sql: dialect.render(&statement.text), line: statement.line, awaits_index }
 }
 
 fn summary(sql: &str) -> String {
