@@ -156,10 +156,8 @@ fn layers(ctx: &Context, user_text: Option<&str>) -> Result<(Loader, PathBuf, Pa
     let user_shown = shown(&user_file);
     match user_text {
         Some(text) => loader = loader.text(text, &user_shown)?,
-        None if user_file.is_file() => loader = loader.file(&user_file, &user_shown)?,
-        None if std::env::var_os(CONFIG_FILE_ENV).is_some() => {
-            bail!("{CONFIG_FILE_ENV} names {}, which does not exist", user_file.display())
-        }
+        // A missing file is an empty layer, wherever it is (`config show` says "absent").
+        None if user_file.exists() => loader = loader.file(&user_file, &user_shown)?,
         None => {}
     }
     Ok((loader.env(std::env::vars()), profile_file, user_file))
