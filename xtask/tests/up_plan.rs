@@ -144,3 +144,21 @@ fn an_unknown_service_is_refused_with_the_known_ones() {
         "{stderr}"
     );
 }
+
+#[test]
+fn every_xtask_command_up_runs_exists() {
+    let commands: &[&[&str]] = &[&["build", "--source", "x"], &["schema", "setup"], &["schema", "update"]];
+    for args in commands {
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(*args)
+            .arg("--help")
+            .output()
+            .expect("the xtask binary runs");
+        assert!(
+            out.status.success(),
+            "`cargo xtask {}` is gone: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
