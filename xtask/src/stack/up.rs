@@ -169,7 +169,10 @@ fn preflight(
     let mut problems: Vec<String> =
         missing.iter().map(|c| format!("{}: {} ({})", c.name, c.detail, c.fix)).collect();
     problems.extend(busy.iter().map(|(what, port)| {
-        format!("port {port} ({what}) is in use on 127.0.0.1: stop what holds it, or choose another port in config.toml")
+        format!(
+            "port {port} ({what}) is in use on 127.0.0.1: stop what holds it (another profile's stack? \
+             `cargo xtask --profile <other> down`), or choose another port in config.toml"
+        )
     }));
     if problems.is_empty() {
         return Ok((
