@@ -35,7 +35,8 @@ fn plan(profile: &str, extra_env: &[(&str, &str)]) -> String {
     let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "up --dry-run --profile {profile} failed:\n{stderr}\n{stdout}");
-    stdout.replace(&format!("{MISSING}/docker "), "docker ")
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().display().to_string();
+    stdout.replace(&format!("{MISSING}/docker "), "docker ").replace(&format!("{root}/"), "")
 }
 
 fn check(name: &str, actual: &str) {

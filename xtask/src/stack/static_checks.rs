@@ -622,3 +622,76 @@ fn interpolation_follows_compose_rules() {
         [("A".into(), ":?m".into()), ("C".into(), ":-x".into())]
     );
 }
+
+/// The config renderer's own compose.env for a profile (committed defaults; a cluster for dsql).
+fn rendered_compose_env(profile: &str) -> BTreeMap<String, String> {
+    use tdsql_config_renderer::{Loader, render};
+    let profile_toml = project_root().join("profiles").join(profile).join("profile.toml");
+    let mut loader = Loader::new().file(&profile_toml, "profile.toml").expect("profile.toml loads");
+    if profile == "dsql" {
+        loader =
+            loader.text("[dsql]\nidentifier = \"abcdefghijklmnopqrstuvwxyz\"\n", "test").expect("a layer");
+    }
+    let loaded = loader.load().expect("the committed profile is valid");
+    let files = render::render_all(&loaded.config, profile).expect("it renders");
+    let datasources = files.iter().find(|f| f.path == render::GRAFANA_DATASOURCES).expect("datasources");
+    for uid in ["uid: prometheus", "uid: cloudwatch"] {
+        assert!(datasources.contents.contains(uid), "{profile}: the dashboards need the datasource {uid}");
+    }
+    for rendered in RENDERED {
+        let rel = rendered.trim_start_matches("generated/");
+        assert!(
+            files.iter().any(|f| f.path == rel || f.path.starts_with(&format!("{rel}/"))),
+            "the compose file mounts generated/{rel}, which the renderer does not write"
+        );
+    }
+    let env = files.iter().find(|f| f.path == render::COMPOSE_ENV).expect("a compose.env");
+    env.contents
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && l.contains('='))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            (k.trim().to_owned(), v.trim().trim_matches('\'').trim_matches('"').to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn the_renderers_compose_env_defines_every_variable_and_the_result_is_consistent() {
+    for profile in PROFILES {
+        let env = rendered_compose_env(profile);
+        let text = read(&compose_path(profile));
+        let mut values: BTreeMap<&str, String> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        for (name, modifier) in interpolations(&text) {
+            let defaulted = modifier.starts_with(":-") || modifier.starts_with('-');
+            let process = PROCESS_ENV_VARIABLES.iter().any(|(n, _)| *n == name);
+            assert!(
+                env.contains_key(&name) || defaulted || process,
+                "{profile}: ${{{name}}} is not in the rendered compose.env"
+            );
+        }
+        values.insert("TDSQL_GRAFANA_ADMIN_PASSWORD", "x".to_owned());
+        values.insert("HOME", "/home/someone".to_owned());
+        let compose =
+            parse_compose(&interpolate(&text, &values), &format!("{profile} with the rendered values"));
+        let es_host = &env["TDSQL_ELASTICSEARCH_HOST"];
+        assert!(
+            compose.services.0.contains_key(es_host),
+            "{profile}: Elasticsearch host {es_host} is no service"
+        );
+        let mimir_url = &env["TDSQL_MIMIR_URL"];
+        assert_eq!(
+            mimir_url,
+            &format!("http://mimir:{}", env["TDSQL_OBSERVABILITY_MIMIR_PORT"]),
+            "{profile}"
+        );
+        // Every variable listed here is one the renderer really writes (no stale entries).
+        for (name, _) in COMPOSE_VARIABLES {
+            let local_only = *name == "TDSQL_LOCAL_POSTGRES_PORT";
+            assert!(
+                env.contains_key(*name) || (local_only && profile == "dsql"),
+                "{profile}: {name} not rendered"
+            );
+        }
+    }
+}

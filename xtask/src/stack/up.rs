@@ -3,8 +3,8 @@
 //! config -> preflight -> infra (dsql profile, no cluster yet) -> build (image for the fork's commit
 //! missing) -> render -> postgresql (local profile) -> schema -> start -> readiness.
 //! Render comes before PostgreSQL because compose needs the rendered env file to start anything.
-//! The infra, build, render and schema stages run those xtask commands (`cargo xtask <cmd>`), so
-//! `up` does exactly what the user would do by hand and each piece keeps one entry point.
+//! The infra, build and schema stages run those xtask commands (`cargo xtask <cmd>`), so `up` does
+//! exactly what the user would do by hand and each piece keeps one entry point; render is a call.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};
@@ -70,11 +70,17 @@ impl UpArgs {
 
         let image = progress.stage("build", Output::Streams, || build_stage(ctx, &settings))?;
 
-        let password = progress.stage("render", Output::Streams, || {
-            xtask(ctx, ["config", "render"]).env("TDSQL_TEMPORAL_IMAGE", &image).run(ctx)?;
-            // Generated into config.toml on first use; compose gets it as process environment only.
-            let password = config::grafana_admin_password(ctx, &settings.config)?;
-            Ok((password, format!("profiles/{}/generated/", ctx.profile.name)))
+        let password = progress.stage("render", Output::Quiet, || {
+            if ctx.dry_run && needs_infra {
+                let why = "renders once infra apply has written the cluster into config.toml";
+                return Ok(("<generated on first run>".to_owned(), why.to_owned()));
+            }
+            let image_flag =
+                config::Flag { key: "temporal.image", value: &image, flag: "up (the fork's image)" };
+            let files = config::render(ctx, &config::load_with(ctx, &[image_flag])?)?;
+            // Rendering saved a generated Grafana password into config.toml on first use.
+            let password = config::grafana_admin_password(ctx, &*config::load(ctx)?)?;
+            Ok((password, format!("{} files in profiles/{}/generated/", files.len(), ctx.profile.name)))
         })?;
 
         if local {
@@ -132,7 +138,7 @@ fn build_stage(ctx: &Context, settings: &StackSettings) -> Result<(String, Strin
         Err(err) if ctx.dry_run => {
             eprintln!("build: {err:#}");
             build.run(ctx)?;
-            let image = format!("{}:<fork commit>", build::IMAGE_REPOSITORY);
+            let image = format!("{}:unknown-fork-commit", build::IMAGE_REPOSITORY);
             return Ok((image, "the fork's commit is unknown here: a real run builds it".to_owned()));
         }
         Err(err) => return Err(err.context("cannot tell which image the fork's commit needs")),
