@@ -100,14 +100,24 @@ pub(crate) fn grafana_admin_password(ctx: &Context, config: &Config) -> Result<S
     if !current.is_empty() {
         return Ok(current.clone());
     }
+    // Another step (or a `config render` child process) may have generated it since `config` was
+    // loaded: reuse that one rather than replacing it.
+    let key = "observability.grafana_admin_password";
+    let path = user_file()?;
+    let saved = ConfigFile::open(&path)?.get(key).and_then(|v| v.as_str().map(str::to_owned));
+    if let Some(saved) = saved.filter(|s| !s.is_empty()) {
+        return Ok(saved);
+    }
     if ctx.dry_run {
         return Ok("<generated on first run>".to_owned());
     }
     let password = random_password();
-    write_back(ctx, &[("observability.grafana_admin_password", &password)])?;
-    eprintln!("generated a Grafana admin password into {} (user: {})", user_file()?.display(), {
-        &config.observability.grafana_admin_user
-    });
+    write_back(ctx, &[(key, &password)])?;
+    eprintln!(
+        "generated a Grafana admin password into {} (user: {})",
+        path.display(),
+        config.observability.grafana_admin_user
+    );
     Ok(password)
 }
 

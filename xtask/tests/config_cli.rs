@@ -155,3 +155,29 @@ fn render_dry_run_lists_the_files_and_writes_nothing() {
     assert!(!dsql.status.success());
     assert!(stderr(&dsql).contains("no DSQL cluster configured"), "{}", stderr(&dsql));
 }
+
+#[test]
+fn render_generates_the_grafana_password_once_into_the_config_only() {
+    let dir = TempDir::new("password");
+    let config = dir.config();
+    std::fs::write(&config, "# my settings\n[project]\nname = \"pw-test\"\n").unwrap();
+    let first = xtask(&config, &["config", "render"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let saved = std::fs::read_to_string(&config).unwrap();
+    assert!(saved.starts_with("# my settings\n[project]\nname = \"pw-test\"\n"), "{saved}");
+    let password = saved
+        .lines()
+        .find_map(|l| l.strip_prefix("grafana_admin_password = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no password in {saved}"))
+        .to_owned();
+    assert_eq!(password.len(), 24);
+    for path in stdout(&first).lines() {
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(!text.contains(&password), "{path} holds the password");
+    }
+    let second = xtask(&config, &["config", "render"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), saved, "a second render keeps the password");
+    assert!(!stderr(&second).contains("generated"));
+}
