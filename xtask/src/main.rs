@@ -9,6 +9,7 @@ mod context;
 mod doctor;
 mod exec;
 mod harness;
+mod infra;
 mod ops;
 mod paths;
 mod profile;
@@ -41,6 +42,8 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// Show, edit, check and render the configuration: init, show, set, validate, render
     Config(config::ConfigArgs),
+    /// The long-lived AWS resources (Aurora DSQL cluster, coordination tables) through Terraform
+    Infra(infra::InfraArgs),
     /// Run the whole test suite: starts PostgreSQL, moto and friends, then fmt, clippy and tests
     Test(harness::TestArgs),
     /// Run one workflow per feature against the running frontend and check each (activity, signals
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
     let result = Context::new(cli.global).and_then(|ctx| match cli.command {
         Command::Build(args) => args.run(&ctx),
         Command::Doctor(args) => args.run(&ctx),
+        Command::Infra(args) => args.run(&ctx),
         Command::Test(args) => args.run(&ctx),
         Command::Config(args) => args.run(&ctx),
         Command::Smoke(args) => args.run(&ctx),

@@ -3,6 +3,7 @@
 //! The xtask builds and runs this binary on demand, so that `cargo xtask --help` and the
 //! commands that only drive Docker never compile the AWS SDK (about 200 crates).
 
+mod infra_status;
 mod schema;
 
 use std::process::ExitCode;
@@ -25,6 +26,8 @@ enum Command {
     AwsCredentials,
     /// The embedded Temporal schema: setup, update, status, plan, verify
     Schema(schema::SchemaArgs),
+    /// Ask AWS for the state of the project's cluster and tables; JSON on stdout
+    InfraStatus(infra_status::InfraStatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::AwsCredentials => aws_credentials().await,
             Command::Schema(args) => args.run().await,
+            Command::InfraStatus(args) => args.run().await,
         }
     });
     match result {

@@ -1,0 +1,176 @@
+//! `tdsql-ops infra-status`: what AWS says about the project's long-lived resources, as JSON on
+//! stdout for `cargo xtask infra status` (which owns the wording and the advice).
+//!
+//! A resource that does not exist is a result (`"found": false`), not an error: the xtask turns it
+//! into what to run. Anything else the API refuses (credentials, permissions, a region without
+//! the service) fails the command with the SDK's full error chain on stderr.
+
+use anyhow::{Context as _, Result, bail};
+use aws_sdk_dsql::error::{DisplayErrorContext, ProvideErrorMetadata as _};
+use aws_sdk_dsql::operation::get_cluster::GetClusterError;
+use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
+use aws_sdk_dynamodb::types::TimeToLiveStatus;
+use clap::Args;
+use serde::Serialize;
+
+/// Arguments of `tdsql-ops infra-status`.
+#[derive(Debug, Args)]
+pub(crate) struct InfraStatusArgs {
+    /// AWS region of the resources
+    #[arg(long)]
+    region: String,
+    /// Aurora DSQL cluster identifier to look up
+    #[arg(long)]
+    cluster: Option<String>,
+    /// DynamoDB table to look up, as ROLE=NAME (roles: rate_limiter, conn_lease); repeatable
+    #[arg(long = "table", value_parser = parse_table)]
+    tables: Vec<(String, String)>,
+}
+
+fn parse_table(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((role, name)) if !role.is_empty() && !name.is_empty() => Ok((role.to_owned(), name.to_owned())),
+        _ => Err(format!("`{value}` is not ROLE=NAME (e.g. rate_limiter=demo-dsql-rate-limiter)")),
+    }
+}
+
+/// The whole answer.
+#[derive(Debug, Serialize)]
+struct Report {
+    region: String,
+    cluster: Option<ClusterState>,
+    tables: Vec<TableState>,
+}
+
+/// One Aurora DSQL cluster as GetCluster describes it.
+#[derive(Debug, Serialize)]
+struct ClusterState {
+    identifier: String,
+    found: bool,
+    status: Option<String>,
+    arn: Option<String>,
+    /// The endpoint the API reports (absent in older API versions; local emulators may differ
+    /// from the real `<id>.dsql.<region>.on.aws`).
+    endpoint: Option<String>,
+    deletion_protection: Option<bool>,
+}
+
+/// One DynamoDB table as DescribeTable and DescribeTimeToLive describe it.
+#[derive(Debug, Serialize)]
+struct TableState {
+    role: String,
+    name: String,
+    found: bool,
+    status: Option<String>,
+    /// DynamoDB refreshes this about every six hours.
+    item_count: Option<i64>,
+    billing_mode: Option<String>,
+    ttl_attribute: Option<String>,
+    ttl_status: Option<String>,
+}
+
+impl InfraStatusArgs {
+    pub(crate) async fn run(self) -> Result<()> {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(self.region.clone()))
+            .load()
+            .await;
+        let cluster = match &self.cluster {
+            Some(identifier) => Some(cluster_state(&aws_sdk_dsql::Client::new(&config), identifier).await?),
+            None => None,
+        };
+        let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+        let mut tables = Vec::new();
+        for (role, name) in &self.tables {
+            tables.push(table_state(&dynamodb, role, name).await?);
+        }
+        let report = Report { region: self.region, cluster, tables };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        Ok(())
+    }
+}
+
+async fn cluster_state(client: &aws_sdk_dsql::Client, identifier: &str) -> Result<ClusterState> {
+    match client.get_cluster().identifier(identifier).send().await {
+        Ok(out) => Ok(ClusterState {
+            identifier: identifier.to_owned(),
+            found: true,
+            status: Some(out.status().as_str().to_owned()),
+            arn: Some(out.arn().to_owned()),
+            endpoint: out.endpoint().map(str::to_owned),
+            deletion_protection: Some(out.deletion_protection_enabled()),
+        }),
+        Err(err) if err.as_service_error().is_some_and(GetClusterError::is_resource_not_found_exception) => {
+            Ok(ClusterState {
+                identifier: identifier.to_owned(),
+                found: false,
+                status: None,
+                arn: None,
+                endpoint: None,
+                deletion_protection: None,
+            })
+        }
+        Err(err) => {
+            let code = err.code().unwrap_or("no error code").to_owned();
+            bail!("GetCluster {identifier} failed ({code}): {}", DisplayErrorContext(&err))
+        }
+    }
+}
+
+async fn table_state(client: &aws_sdk_dynamodb::Client, role: &str, name: &str) -> Result<TableState> {
+    let described = match client.describe_table().table_name(name).send().await {
+        Ok(out) => out,
+        Err(err)
+            if err.as_service_error().is_some_and(DescribeTableError::is_resource_not_found_exception) =>
+        {
+            return Ok(TableState {
+                role: role.to_owned(),
+                name: name.to_owned(),
+                found: false,
+                status: None,
+                item_count: None,
+                billing_mode: None,
+                ttl_attribute: None,
+                ttl_status: None,
+            });
+        }
+        Err(err) => {
+            let code = err.code().unwrap_or("no error code").to_owned();
+            bail!("DescribeTable {name} failed ({code}): {}", DisplayErrorContext(&err))
+        }
+    };
+    let table = described.table().with_context(|| format!("DescribeTable {name} returned no table"))?;
+    let ttl =
+        client.describe_time_to_live().table_name(name).send().await.map_err(|err| {
+            anyhow::anyhow!("DescribeTimeToLive {name} failed: {}", DisplayErrorContext(&err))
+        })?;
+    let ttl = ttl.time_to_live_description();
+    Ok(TableState {
+        role: role.to_owned(),
+        name: name.to_owned(),
+        found: true,
+        status: table.table_status().map(|s| s.as_str().to_owned()),
+        item_count: table.item_count(),
+        billing_mode: table
+            .billing_mode_summary()
+            .and_then(|b| b.billing_mode())
+            .map(|m| m.as_str().to_owned()),
+        ttl_attribute: ttl.and_then(|t| t.attribute_name()).map(str::to_owned),
+        ttl_status: ttl
+            .and_then(|t| t.time_to_live_status())
+            .map(TimeToLiveStatus::as_str)
+            .map(str::to_owned),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_table;
+
+    #[test]
+    fn a_table_is_role_equals_name() {
+        assert_eq!(parse_table("conn_lease=x-y").unwrap(), ("conn_lease".to_owned(), "x-y".to_owned()));
+        assert!(parse_table("conn_lease").unwrap_err().contains("ROLE=NAME"));
+        assert!(parse_table("=x").is_err());
+    }
+}

@@ -1,0 +1,765 @@
+//! `cargo xtask infra plan|apply|status|output|destroy`: the long-lived AWS resources of
+//! `terraform/shared` (an Aurora DSQL cluster, optionally the two DynamoDB coordination tables).
+//!
+//! Terraform does the work (local binary, else its official image through Docker); this command
+//! feeds it the project's settings, saves and applies plans, explains its known failures, writes
+//! what it created back into `config.toml`, and asks AWS (through `tdsql-ops`) how things stand.
+
+mod settings;
+mod state;
+mod terraform;
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand};
+use serde::Deserialize;
+
+use crate::context::Context;
+use crate::exec::CommandFailed;
+use crate::ops;
+
+use self::settings::{Settings, WriteBack};
+use self::state::{PlanJson, PlanSummary, StateFile};
+use self::terraform::{Failure, Workspace};
+
+/// Arguments of `cargo xtask infra`.
+#[derive(Debug, Args)]
+pub(crate) struct InfraArgs {
+    #[command(subcommand)]
+    command: InfraCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum InfraCommand {
+    /// Show what `apply` would change (terraform init + plan, saved to a plan file)
+    Plan(PlanArgs),
+    /// Create or update the cluster (and tables), then write their names into config.toml
+    Apply(ApplyArgs),
+    /// Ask AWS for the state of the cluster and tables, and say what to do when one is missing
+    Status,
+    /// Print the terraform outputs (identifier, ARN, endpoint, region, table names)
+    Output(OutputArgs),
+    /// Delete the cluster and tables for good; asks for the project name to be typed back
+    Destroy(DestroyArgs),
+}
+
+/// Flags shared by `plan` and `apply`.
+#[derive(Debug, Args)]
+struct PlanArgs {
+    /// Skip the check of project.region against the regions known to offer Aurora DSQL
+    #[arg(long)]
+    any_region: bool,
+}
+
+#[derive(Debug, Args)]
+struct ApplyArgs {
+    #[command(flatten)]
+    plan: PlanArgs,
+    /// Apply without asking (the plan is still printed first)
+    #[arg(long, short = 'y')]
+    yes: bool,
+}
+
+#[derive(Debug, Args)]
+struct OutputArgs {
+    /// Machine-readable output (`terraform output -json`)
+    #[arg(long)]
+    json: bool,
+    /// Only this output, raw (e.g. dsql_endpoint)
+    name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct DestroyArgs {
+    /// The project name, typed back without a prompt (for scripts); there is no `--yes` for destroy
+    #[arg(long, value_name = "PROJECT_NAME")]
+    confirm: Option<String>,
+    /// Turn Aurora DSQL deletion protection off first (an extra apply); without it, destroy stops
+    /// while protection is on
+    #[arg(long)]
+    disable_deletion_protection: bool,
+}
+
+impl InfraArgs {
+    pub(crate) fn run(self, ctx: &Context) -> Result<()> {
+        match self.command {
+            InfraCommand::Plan(args) => plan(ctx, &args).map(|_| ()),
+            InfraCommand::Apply(args) => apply(ctx, &args),
+            InfraCommand::Status => status(ctx),
+            InfraCommand::Output(args) => output(ctx, &args),
+            InfraCommand::Destroy(args) => destroy(ctx, &args),
+        }
+    }
+}
+
+/// Settings, workspace and state, checked against each other before Terraform runs.
+struct Prepared {
+    settings: Settings,
+    workspace: Workspace,
+    state: StateFile,
+}
+
+fn prepare(ctx: &Context) -> Result<Prepared> {
+    let settings = Settings::load(ctx)?;
+    let workspace = Workspace::locate()?;
+    let state = StateFile::read(&workspace.state_file)?;
+    check_state_project(&settings, &workspace, &state)?;
+    if workspace.uses_docker() {
+        eprintln!("note: no local terraform found; running {} through Docker", terraform::TERRAFORM_IMAGE);
+    }
+    Ok(Prepared { settings, workspace, state })
+}
+
+/// A state written for another project (or another configuration) must not be planned against:
+/// Terraform would rename or replace that project's resources.
+fn check_state_project(settings: &Settings, workspace: &Workspace, state: &StateFile) -> Result<()> {
+    let foreign = state.foreign_resources();
+    if !foreign.is_empty() {
+        bail!(
+            "the terraform state at {} is not one of terraform/shared (it manages {}); move it aside, or point \
+             {} at an empty directory for this project",
+            workspace.state_file.display(),
+            foreign.join(", "),
+            terraform::STATE_DIR_ENV
+        );
+    }
+    match state.project() {
+        Some(project) if project != settings.project => bail!(
+            "the terraform state at {} belongs to project `{project}`, but project.name in {} is `{}`; \
+             set project.name back to `{project}` to manage that project's cluster, or give `{}` a state of its \
+             own: move {} aside (it still tracks `{project}`'s cluster) or set {} to an empty directory",
+            workspace.state_file.display(),
+            settings.config_file.display(),
+            settings.project,
+            settings.project,
+            workspace.state_file.display(),
+            terraform::STATE_DIR_ENV
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn check_region(settings: &Settings, args: &PlanArgs) -> Result<()> {
+    let region = settings.region.as_str();
+    if terraform::local_endpoint().is_some() {
+        if !terraform::MOTO_DSQL_REGIONS.contains(&region) && !args.any_region {
+            bail!(
+                "project.region `{region}` has no Aurora DSQL on the local AWS API (moto offers it only in {}); set \
+                 project.region in {} to one of them, or pass --any-region if your local API has it",
+                terraform::MOTO_DSQL_REGIONS.join(", "),
+                settings.config_file.display()
+            );
+        }
+        return Ok(());
+    }
+    if !terraform::DSQL_REGIONS.contains(&region) && !args.any_region {
+        bail!(
+            "Aurora DSQL is not offered in project.region `{region}` (regions known to have it: {}); set \
+             project.region in {} to one of them, or pass --any-region if AWS has added `{region}` since this list \
+             was written",
+            terraform::DSQL_REGIONS.join(", "),
+            settings.config_file.display()
+        );
+    }
+    Ok(())
+}
+
+/// config.toml names a cluster this state does not manage: an apply would create a second one and
+/// repoint config.toml, leaving the first running unnoticed.
+fn check_identifier(settings: &Settings, state: &StateFile) -> Result<()> {
+    let Some(configured) = settings.identifier.as_deref() else {
+        return Ok(());
+    };
+    match state.cluster_identifier() {
+        Some(managed) if managed == configured => Ok(()),
+        Some(managed) => {
+            eprintln!(
+                "warning: dsql.identifier in {} is `{configured}`, but terraform manages cluster `{managed}`; \
+                 apply writes `{managed}` back",
+                settings.config_file.display()
+            );
+            Ok(())
+        }
+        None => bail!(
+            "dsql.identifier in {} is `{configured}`, a cluster this terraform state does not manage; apply would \
+             create a second cluster. Use that cluster as it is (no `infra apply` needed), or remove dsql.identifier \
+             and dsql.endpoint from {} to let terraform create and manage one",
+            settings.config_file.display(),
+            settings.config_file.display()
+        ),
+    }
+}
+
+/// `-var` arguments from the settings and the environment.
+fn plan_vars(settings: &Settings) -> Vec<String> {
+    let mut vars = vec![
+        format!("project_name={}", settings.project),
+        format!("region={}", settings.region),
+        format!("create_tables={}", settings.create_tables),
+    ];
+    if let Some(table) = &settings.rate_limiter_table {
+        vars.push(format!("rate_limiter_table={table}"));
+    }
+    if let Some(table) = &settings.conn_lease_table {
+        vars.push(format!("conn_lease_table={table}"));
+    }
+    vars.extend(terraform::endpoint_vars());
+    vars
+}
+
+fn with_vars(args: Vec<String>, vars: &[String]) -> Vec<String> {
+    let mut args = args;
+    for var in vars {
+        args.push("-var".to_owned());
+        args.push(var.clone());
+    }
+    args
+}
+
+/// `-no-color` when nobody reads colours (tests, CI logs).
+fn colour_args() -> Vec<String> {
+    if std::io::stderr().is_terminal() { Vec::new() } else { vec!["-no-color".to_owned()] }
+}
+
+fn init(ctx: &Context, workspace: &Workspace) -> Result<()> {
+    if !ctx.dry_run {
+        workspace.sync_module()?;
+    }
+    let mut args = vec![
+        "init".to_owned(),
+        "-input=false".to_owned(),
+        format!("-backend-config=path={}", workspace.state_file.display()),
+    ];
+    args.extend(colour_args());
+    workspace.terraform(args).run(ctx).map_err(|err| explain(err, "terraform init failed"))
+}
+
+/// init + plan (saved) + its summary; `None` under `--dry-run`, where nothing was planned.
+fn plan(ctx: &Context, args: &PlanArgs) -> Result<Option<(Prepared, PlanSummary)>> {
+    let prepared = prepare(ctx)?;
+    check_region(&prepared.settings, args)?;
+    check_identifier(&prepared.settings, &prepared.state)?;
+    let summary = plan_with(ctx, &prepared, &plan_vars(&prepared.settings))?;
+    Ok(summary.map(|s| (prepared, s)))
+}
+
+fn plan_with(ctx: &Context, prepared: &Prepared, vars: &[String]) -> Result<Option<PlanSummary>> {
+    let workspace = &prepared.workspace;
+    init(ctx, workspace)?;
+    let mut args =
+        vec!["plan".to_owned(), "-input=false".to_owned(), format!("-out={}", workspace.plan_file.display())];
+    args.extend(colour_args());
+    workspace
+        .terraform(with_vars(args, vars))
+        .run(ctx)
+        .map_err(|err| explain(err, "terraform plan failed"))?;
+    if ctx.dry_run {
+        return Ok(None);
+    }
+    let summary = summarize(ctx, workspace)?;
+    print_summary(&summary);
+    Ok(Some(summary))
+}
+
+fn summarize(ctx: &Context, workspace: &Workspace) -> Result<PlanSummary> {
+    let json = workspace
+        .terraform(["show", "-json", "-no-color", &workspace.plan_file.display().to_string()])
+        .read(ctx)
+        .context("reading the saved plan back")?;
+    Ok(PlanJson::parse(&json)?.summary())
+}
+
+fn print_summary(summary: &PlanSummary) {
+    for identifier in &summary.clusters_deleted_outside {
+        eprintln!(
+            "warning: Aurora DSQL cluster `{identifier}` in the terraform state no longer exists: it was deleted \
+             outside terraform. `cargo xtask infra apply` creates a new, empty cluster (new identifier, written \
+             into config.toml); afterwards run `cargo xtask schema setup --profile dsql` to create the schema again"
+        );
+    }
+    for table in &summary.tables_deleted_outside {
+        eprintln!(
+            "warning: DynamoDB table `{table}` in the terraform state no longer exists (deleted outside terraform); \
+             `cargo xtask infra apply` creates it again, empty"
+        );
+    }
+    if summary.has_changes() {
+        eprintln!("\nplanned changes:");
+        for line in &summary.changes {
+            eprintln!("  {line}");
+        }
+        if summary.changes.is_empty() {
+            eprintln!("  (outputs only)");
+        }
+    } else {
+        eprintln!("\nno changes: the infrastructure matches the configuration");
+    }
+}
+
+fn apply(ctx: &Context, args: &ApplyArgs) -> Result<()> {
+    let Some((prepared, summary)) = plan(ctx, &args.plan)? else {
+        // Dry run: show what would follow the plan.
+        let workspace = Workspace::locate()?;
+        apply_plan_cmd(&workspace).run(ctx)?;
+        workspace.terraform(["output", "-json"]).run(ctx)?;
+        println!(
+            "# then: write dsql.identifier, dsql.endpoint and the table names into {}",
+            settings::config_file().display()
+        );
+        return Ok(());
+    };
+    if summary.has_changes() {
+        if !args.yes {
+            confirm_apply()?;
+        }
+        apply_plan_cmd(&prepared.workspace).run(ctx).map_err(|err| explain(err, "terraform apply failed"))?;
+    }
+    let outputs = read_outputs(ctx, &prepared.workspace)?;
+    report_outputs(&outputs);
+    let values = WriteBack {
+        identifier: Some(outputs.identifier.clone()),
+        endpoint: Some(outputs.endpoint.clone()),
+        rate_limiter_table: Some(outputs.rate_limiter_table.clone()).filter(|t| !t.is_empty()),
+        conn_lease_table: Some(outputs.conn_lease_table.clone()).filter(|t| !t.is_empty()),
+    };
+    if settings::write_back(&prepared.settings, &values)? {
+        eprintln!("updated {}", prepared.settings.config_file.display());
+    } else {
+        eprintln!(
+            "note: {} was not updated (the config editor is pending); set these keys there: {}",
+            prepared.settings.config_file.display(),
+            values
+                .entries()
+                .iter()
+                .filter_map(|(k, v)| v.map(|v| format!("{k} = \"{v}\"")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn apply_plan_cmd(workspace: &Workspace) -> crate::exec::Cmd {
+    let mut args = vec!["apply".to_owned(), "-input=false".to_owned()];
+    args.extend(colour_args());
+    args.push(workspace.plan_file.display().to_string());
+    workspace.terraform(args)
+}
+
+fn confirm_apply() -> Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "apply needs a confirmation and stdin is not a terminal; rerun with --yes to apply the plan above"
+        );
+    }
+    eprint!("apply these changes? [y/N] ");
+    std::io::stderr().flush()?;
+    let answer = read_line()?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        return Ok(());
+    }
+    bail!(
+        "apply cancelled; nothing was changed (the plan is kept; rerun `cargo xtask infra apply` to decide again)"
+    )
+}
+
+fn read_line() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("reading the answer from stdin")?;
+    Ok(line)
+}
+
+/// The outputs of `terraform/shared` that the xtask uses.
+#[derive(Debug, Deserialize)]
+struct Outputs {
+    #[serde(rename = "dsql_cluster_identifier", deserialize_with = "value")]
+    identifier: String,
+    #[serde(rename = "dsql_endpoint", deserialize_with = "value")]
+    endpoint: String,
+    #[serde(rename = "dsql_cluster_arn", deserialize_with = "value")]
+    arn: String,
+    #[serde(deserialize_with = "value")]
+    region: String,
+    #[serde(deserialize_with = "value")]
+    rate_limiter_table: String,
+    #[serde(deserialize_with = "value")]
+    conn_lease_table: String,
+}
+
+/// `terraform output -json` wraps every output as `{"value": ..., "type": ...}`.
+fn value<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    struct Wrapped {
+        value: String,
+    }
+    Ok(Wrapped::deserialize(deserializer)?.value)
+}
+
+fn read_outputs(ctx: &Context, workspace: &Workspace) -> Result<Outputs> {
+    let json = workspace
+        .terraform(["output", "-json", "-no-color"])
+        .read(ctx)
+        .context("reading terraform outputs")?;
+    serde_json::from_str(&json).context("terraform outputs lack a value of terraform/shared/outputs.tf")
+}
+
+fn report_outputs(outputs: &Outputs) {
+    println!("cluster     {}", outputs.identifier);
+    println!("arn         {}", outputs.arn);
+    println!("endpoint    {}", outputs.endpoint);
+    println!("region      {}", outputs.region);
+    if !outputs.rate_limiter_table.is_empty() {
+        println!("rate limiter table  {}", outputs.rate_limiter_table);
+    }
+    if !outputs.conn_lease_table.is_empty() {
+        println!("conn lease table    {}", outputs.conn_lease_table);
+    }
+}
+
+fn output(ctx: &Context, args: &OutputArgs) -> Result<()> {
+    let prepared = prepare(ctx)?;
+    if prepared.state.is_empty() && !ctx.dry_run {
+        bail!(
+            "no outputs yet: the terraform state at {} manages nothing; run `cargo xtask infra apply` first",
+            prepared.workspace.state_file.display()
+        );
+    }
+    init_quietly(ctx, &prepared.workspace)?;
+    let mut cli = vec!["output".to_owned()];
+    cli.extend(colour_args());
+    if args.json {
+        cli.push("-json".to_owned());
+    }
+    if let Some(name) = &args.name {
+        if !args.json {
+            cli.push("-raw".to_owned());
+        }
+        cli.push(name.clone());
+    }
+    prepared.workspace.terraform(cli).run(ctx)
+}
+
+/// `terraform output` needs an initialised working directory; init only when it is not.
+fn init_quietly(ctx: &Context, workspace: &Workspace) -> Result<()> {
+    if workspace.work_dir.join(".terraform").join("terraform.tfstate").is_file() {
+        return Ok(());
+    }
+    init(ctx, workspace)
+}
+
+/// The JSON printed by `tdsql-ops infra-status`.
+#[derive(Debug, Deserialize)]
+struct StatusReport {
+    region: String,
+    cluster: Option<ClusterStatus>,
+    tables: Vec<TableStatus>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ClusterStatus {
+    identifier: String,
+    found: bool,
+    status: Option<String>,
+    endpoint: Option<String>,
+    deletion_protection: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TableStatus {
+    role: String,
+    name: String,
+    found: bool,
+    status: Option<String>,
+    item_count: Option<i64>,
+    ttl_attribute: Option<String>,
+    ttl_status: Option<String>,
+}
+
+fn status(ctx: &Context) -> Result<()> {
+    let prepared = prepare(ctx)?;
+    let Prepared { settings, workspace, state } = &prepared;
+    let identifier = settings.identifier.as_deref().or_else(|| state.cluster_identifier());
+    let Some(identifier) = identifier else {
+        bail!(
+            "no cluster yet: dsql.identifier is not set in {} and the terraform state at {} manages none; run \
+             `cargo xtask infra apply` to create one",
+            settings.config_file.display(),
+            workspace.state_file.display()
+        );
+    };
+    let region = state.output("region").unwrap_or(&settings.region).to_owned();
+    let mut cli = vec![
+        "infra-status".to_owned(),
+        "--region".to_owned(),
+        region,
+        "--cluster".to_owned(),
+        identifier.to_owned(),
+    ];
+    let tables = [
+        (
+            "rate_limiter",
+            settings.rate_limiter_table.as_deref().or_else(|| state.output("rate_limiter_table")),
+        ),
+        ("conn_lease", settings.conn_lease_table.as_deref().or_else(|| state.output("conn_lease_table"))),
+    ];
+    for (role, name) in tables {
+        if let Some(name) = name {
+            cli.push("--table".to_owned());
+            cli.push(format!("{role}={name}"));
+        }
+    }
+    let json = ops::command(cli).read(ctx).map_err(|err| {
+        explain(err, "asking AWS for the cluster and tables failed (tdsql-ops infra-status)")
+    })?;
+    let report: StatusReport = serde_json::from_str(&json)
+        .context("tdsql-ops infra-status printed something other than its JSON report")?;
+    print_status(&report, state, settings)
+}
+
+fn print_status(report: &StatusReport, state: &StateFile, settings: &Settings) -> Result<()> {
+    let mut problems = Vec::new();
+    println!("region      {}", report.region);
+    if let Some(cluster) = &report.cluster {
+        if cluster.found {
+            let protection = match cluster.deletion_protection {
+                Some(true) => "on",
+                Some(false) => "off",
+                None => "unknown",
+            };
+            let derived = format!("{}.dsql.{}.on.aws", cluster.identifier, report.region);
+            println!(
+                "cluster     {}  {}  deletion protection {protection}",
+                cluster.identifier,
+                cluster.status.as_deref().unwrap_or("unknown")
+            );
+            println!("endpoint    {derived}");
+            if let Some(api) = cluster.endpoint.as_deref().filter(|e| *e != derived) {
+                println!("            (the API reports {api})");
+            }
+        } else {
+            println!("cluster     {}  NOT FOUND", cluster.identifier);
+            let managed = state.cluster_identifier() == Some(cluster.identifier.as_str());
+            problems.push(if managed {
+                format!(
+                    "cluster `{}` is in the terraform state but not in AWS ({}): it was deleted outside terraform; run \
+                     `cargo xtask infra apply` to create a new one (config.toml is updated), then `cargo xtask schema \
+                     setup --profile dsql`",
+                    cluster.identifier, report.region
+                )
+            } else {
+                format!(
+                    "cluster `{}` (dsql.identifier in {}) does not exist in {}; fix dsql.identifier, or remove it and \
+                     run `cargo xtask infra apply` to create a cluster",
+                    cluster.identifier,
+                    settings.config_file.display(),
+                    report.region
+                )
+            });
+        }
+    }
+    for table in &report.tables {
+        if table.found {
+            let ttl = match (&table.ttl_attribute, &table.ttl_status) {
+                (Some(attr), Some(status)) => format!("ttl {attr} {status}"),
+                (None, Some(status)) => format!("ttl {status}"),
+                _ => "ttl unknown".to_owned(),
+            };
+            let items = table.item_count.map_or_else(|| "items unknown".to_owned(), |n| format!("items {n}"));
+            println!(
+                "table       {} ({})  {}  {items}  {ttl}",
+                table.name,
+                table.role,
+                table.status.as_deref().unwrap_or("unknown")
+            );
+        } else {
+            println!("table       {} ({})  NOT FOUND", table.name, table.role);
+            problems.push(format!(
+                "table `{}` does not exist in {}; run `cargo xtask infra apply` with coordination.{}.enabled = true to \
+                 create it",
+                table.name, report.region, table.role
+            ));
+        }
+    }
+    match problems.len() {
+        0 => Ok(()),
+        1 => bail!("{}", problems.remove(0)),
+        _ => bail!("{}", problems.join("\n")),
+    }
+}
+
+/// Files added to the throwaway copy of the module that `destroy` runs in: they lift
+/// `prevent_destroy`, which Terraform only accepts as a literal in the configuration.
+const DESTROY_OVERRIDE: &str =
+    "# Written by `cargo xtask infra destroy` into a throwaway copy of terraform/shared.
+resource \"aws_dsql_cluster\" \"this\" {
+  lifecycle {
+    prevent_destroy = false
+  }
+}
+
+resource \"aws_dynamodb_table\" \"rate_limiter\" {
+  lifecycle {
+    prevent_destroy = false
+  }
+}
+
+resource \"aws_dynamodb_table\" \"conn_lease\" {
+  lifecycle {
+    prevent_destroy = false
+  }
+}
+";
+
+fn destroy(ctx: &Context, args: &DestroyArgs) -> Result<()> {
+    let prepared = prepare(ctx)?;
+    let Prepared { settings, workspace, state } = &prepared;
+    if state.is_empty() {
+        bail!(
+            "nothing to destroy: the terraform state at {} manages no resources (if the cluster was created \
+             elsewhere, delete it where it was created)",
+            workspace.state_file.display()
+        );
+    }
+    let identifier = state.cluster_identifier().unwrap_or("(none)");
+    let tables = state.table_names();
+    eprintln!("this deletes, with all their data:");
+    eprintln!("  Aurora DSQL cluster {identifier} ({})", settings.region);
+    for table in &tables {
+        eprintln!("  DynamoDB table {table}");
+    }
+    confirm_destroy(&settings.project, args.confirm.as_deref())?;
+
+    let mut vars = plan_vars(settings);
+    if state.deletion_protection() == Some(true) {
+        if !args.disable_deletion_protection {
+            bail!(
+                "deletion protection is on for cluster {identifier}, so AWS refuses to delete it; run `cargo xtask \
+                 infra destroy --disable-deletion-protection` to turn it off and destroy in one go, or set \
+                 deletion_protection = false in {} and run `cargo xtask infra apply` first",
+                workspace.work_dir.join("terraform.tfvars").display()
+            );
+        }
+        vars.push("deletion_protection=false".to_owned());
+        eprintln!("turning deletion protection off for cluster {identifier}");
+        init(ctx, workspace)?;
+        let mut plan_args = vec![
+            "plan".to_owned(),
+            "-input=false".to_owned(),
+            format!("-out={}", workspace.plan_file.display()),
+        ];
+        plan_args.extend(colour_args());
+        workspace
+            .terraform(with_vars(plan_args, &vars))
+            .run(ctx)
+            .map_err(|err| explain(err, "terraform plan failed"))?;
+        apply_plan_cmd(workspace)
+            .run(ctx)
+            .map_err(|err| explain(err, "turning deletion protection off failed"))?;
+    } else {
+        init(ctx, workspace)?;
+    }
+
+    let scratch_dir = workspace.work_dir.join(".destroy");
+    let scratch = if ctx.dry_run {
+        workspace.clone()
+    } else {
+        workspace.scratch_copy(&scratch_dir, &[("destroy_override.tf", DESTROY_OVERRIDE)])?
+    };
+    let result = (|| {
+        let mut plan_args = vec![
+            "plan".to_owned(),
+            "-destroy".to_owned(),
+            "-input=false".to_owned(),
+            format!("-out={}", scratch.plan_file.display()),
+        ];
+        plan_args.extend(colour_args());
+        scratch
+            .terraform(with_vars(plan_args, &vars))
+            .run(ctx)
+            .map_err(|err| explain(err, "terraform plan -destroy failed"))?;
+        apply_plan_cmd(&scratch).run(ctx).map_err(|err| explain(err, "terraform destroy failed"))
+    })();
+    if !ctx.dry_run {
+        let _ = std::fs::remove_dir_all(&scratch_dir);
+    }
+    result?;
+    if ctx.dry_run {
+        println!(
+            "# then: remove dsql.identifier, dsql.endpoint and the table names from {}",
+            settings.config_file.display()
+        );
+        return Ok(());
+    }
+    eprintln!(
+        "destroyed cluster {identifier}{}",
+        if tables.is_empty() { String::new() } else { format!(" and tables {}", tables.join(", ")) }
+    );
+    if settings::write_back(settings, &WriteBack::default())? {
+        eprintln!(
+            "removed dsql.identifier, dsql.endpoint and the table names from {}",
+            settings.config_file.display()
+        );
+    } else {
+        eprintln!(
+            "note: {} was not updated (the config editor is pending); remove dsql.identifier, dsql.endpoint and the \
+             coordination table names from it",
+            settings.config_file.display()
+        );
+    }
+    Ok(())
+}
+
+fn confirm_destroy(project: &str, confirm: Option<&str>) -> Result<()> {
+    let typed = match confirm {
+        Some(typed) => typed.to_owned(),
+        None if std::io::stdin().is_terminal() => {
+            eprint!("type the project name `{project}` to destroy them: ");
+            std::io::stderr().flush()?;
+            read_line()?.trim().to_owned()
+        }
+        None => bail!(
+            "destroy needs the project name typed back and stdin is not a terminal; pass --confirm {project} to \
+             destroy without a prompt"
+        ),
+    };
+    if typed != project {
+        bail!("`{typed}` is not the project name `{project}`; nothing was destroyed");
+    }
+    Ok(())
+}
+
+/// Adds what a known Terraform failure means and what to run; other failures pass unchanged.
+fn explain(err: anyhow::Error, what: &str) -> anyhow::Error {
+    let Some(failed) = err.downcast_ref::<CommandFailed>() else {
+        return err.context(what.to_owned());
+    };
+    let advice = match terraform::classify(&failed.to_string()) {
+        Some(Failure::NoCredentials) => "no usable AWS credentials: sign in (`aws sso login`, or set AWS_PROFILE, or \
+             AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) and retry; `cargo xtask doctor --profile dsql` shows what \
+             the credential chain finds"
+            .to_owned(),
+        Some(Failure::AccessDenied) => "AWS refused the call: the credentials lack permissions. `infra` needs \
+             dsql:CreateCluster, GetCluster, UpdateCluster, DeleteCluster, TagResource, UntagResource, \
+             ListTagsForResource and dynamodb:CreateTable, DescribeTable, DeleteTable, UpdateTimeToLive, \
+             DescribeTimeToLive, DescribeContinuousBackups, TagResource, ListTagsOfResource"
+            .to_owned(),
+        Some(Failure::PreventDestroy(resources)) => format!(
+            "the plan would destroy {} (prevent_destroy in terraform/shared/main.tf forbids it); this happens when \
+             coordination tables are switched off or a change forces a replacement. Undo that change in config.toml, \
+             or run `cargo xtask infra destroy` to delete everything deliberately",
+            if resources.is_empty() { "a protected resource".to_owned() } else { resources.join(", ") }
+        ),
+        Some(Failure::DeletionProtection) => "AWS refused to delete the cluster because its deletion protection is \
+             on; rerun `cargo xtask infra destroy --disable-deletion-protection`"
+            .to_owned(),
+        Some(Failure::RegionWithoutDsql) => "Aurora DSQL is not available in project.region (its API did not \
+             answer there); set project.region in config.toml to a region that has it"
+            .to_owned(),
+        Some(Failure::StateLocked) => "another terraform run holds the state lock; wait for it to finish (or, if it \
+             crashed, run `terraform force-unlock <id>` in terraform/shared)"
+            .to_owned(),
+        None => return err.context(what.to_owned()),
+    };
+    err.context(format!("{what}: {advice}"))
+}

@@ -1,0 +1,514 @@
+//! `cargo xtask infra` against real Terraform with the local AWS provider and the harness's moto
+//! server. Every test has a sandbox of its own (config file through `TDSQL_CONFIG_FILE`, state
+//! and working data through `TDSQL_TF_STATE_DIR`), so the repository's config.toml and state are
+//! never touched and the tests run in parallel. Terraform runs cost ~10 s each here, so the
+//! Terraform-backed behaviour is checked in two sequences rather than many small tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use aws_sdk_dsql::operation::get_cluster::GetClusterError;
+use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
+
+const REGION: &str = "us-east-1";
+
+/// A private directory with a config file and a Terraform state directory.
+struct Sandbox {
+    dir: PathBuf,
+    project: String,
+}
+
+impl Sandbox {
+    fn new(label: &str) -> Self {
+        let project = format!("t{}-{label}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("tdsql-infra-{project}"));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        std::fs::create_dir_all(dir.join("tf")).unwrap();
+        Self { dir, project }
+    }
+
+    fn config_file(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.join("tf")
+    }
+
+    /// A commented config of the kind `config init` writes, with the coordination tables on or off.
+    fn write_config(&self, tables: bool, region: &str) {
+        let text = format!(
+            "# Project settings (kept by the test: comments must survive the write-back).\n\
+             [project]\n\
+             name = \"{}\"  # resource prefix\n\
+             region = \"{region}\"\n\
+             \n\
+             [coordination.rate_limiter]\n\
+             # Only needed when several Temporal instances share the cluster.\n\
+             enabled = {tables}\n",
+            self.project
+        );
+        std::fs::write(self.config_file(), text).unwrap();
+    }
+
+    /// Terraform variables the xtask does not set: deletion protection off so destroy can finish.
+    fn write_tfvars(&self, text: &str) {
+        std::fs::write(self.state_dir().join("terraform.tfvars"), text).unwrap();
+    }
+
+    /// The xtask binary with the sandbox, moto and the harness's Terraform in its environment.
+    fn xtask(&self, args: &[&str]) -> Command {
+        let (terraform, cli_config) = tdsql_test_support::terraform();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        cmd.args(args)
+            .env("TDSQL_CONFIG_FILE", self.config_file())
+            .env("TDSQL_TF_STATE_DIR", self.state_dir())
+            .env("TDSQL_TERRAFORM", terraform)
+            .env("TF_CLI_CONFIG_FILE", cli_config)
+            .env("AWS_ENDPOINT_URL", tdsql_test_support::aws_endpoint())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL_DSQL")
+            .env_remove("AWS_ENDPOINT_URL_DYNAMODB")
+            .env_remove("TDSQL_PROFILE")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        Run::of(self.xtask(args).output().unwrap(), args)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// What one xtask run printed.
+struct Run {
+    args: String,
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn of(output: Output, args: &[&str]) -> Self {
+        Self {
+            args: args.join(" "),
+            ok: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    fn success(self) -> Self {
+        assert!(
+            self.ok,
+            "`xtask {}` failed\n--- stdout\n{}\n--- stderr\n{}",
+            self.args, self.stdout, self.stderr
+        );
+        self
+    }
+
+    fn failure(self) -> Self {
+        assert!(
+            !self.ok,
+            "`xtask {}` succeeded but should not\n--- stdout\n{}\n--- stderr\n{}",
+            self.args, self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// The xtask's own error lines (`error: ...`, `caused by: ...`) and warnings, without Terraform's output.
+    fn messages(&self) -> String {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("error:") || l.starts_with("warning:") || l.starts_with("note:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn expect_message(&self, needles: &[&str]) {
+        let messages = self.messages();
+        for needle in needles {
+            assert!(
+                messages.contains(needle),
+                "`xtask {}`: `{needle}` missing from its messages:\n{messages}\n--- full stderr\n{}",
+                self.args,
+                self.stderr
+            );
+        }
+    }
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
+}
+
+/// What moto says about a cluster: `Some(deletion protection)` when it exists.
+fn cluster_on_moto(identifier: &str) -> Option<bool> {
+    block_on(async {
+        let sdk = tdsql_test_support::aws_config(REGION).await;
+        match aws_sdk_dsql::Client::new(&sdk).get_cluster().identifier(identifier).send().await {
+            Ok(out) => Some(out.deletion_protection_enabled()),
+            Err(err)
+                if err.as_service_error().is_some_and(GetClusterError::is_resource_not_found_exception) =>
+            {
+                None
+            }
+            Err(err) => panic!("GetCluster {identifier} on moto: {err:?}"),
+        }
+    })
+}
+
+/// What moto says about a table: `Some((hash key, billing mode, ttl attribute))` when it exists.
+fn table_on_moto(name: &str) -> Option<(String, String, String)> {
+    block_on(async {
+        let sdk = tdsql_test_support::aws_config(REGION).await;
+        let client = aws_sdk_dynamodb::Client::new(&sdk);
+        let table = match client.describe_table().table_name(name).send().await {
+            Ok(out) => out.table.expect("a table description"),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(DescribeTableError::is_resource_not_found_exception) =>
+            {
+                return None;
+            }
+            Err(err) => panic!("DescribeTable {name} on moto: {err:?}"),
+        };
+        let key = table.key_schema()[0].attribute_name().to_owned();
+        let billing =
+            table.billing_mode_summary().and_then(|b| b.billing_mode()).map(|b| b.as_str().to_owned());
+        let ttl = client.describe_time_to_live().table_name(name).send().await.unwrap();
+        let ttl =
+            ttl.time_to_live_description().and_then(|t| t.attribute_name()).unwrap_or_default().to_owned();
+        Some((key, billing.unwrap_or_default(), ttl))
+    })
+}
+
+fn state_json(sandbox: &Sandbox) -> serde_json::Value {
+    let text = std::fs::read_to_string(sandbox.state_dir().join("terraform.tfstate")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn output_of(sandbox: &Sandbox, name: &str) -> String {
+    state_json(sandbox)["outputs"][name]["value"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn terraform_module_is_formatted_and_valid() {
+    let (terraform, cli_config) = tdsql_test_support::terraform();
+    let module = Path::new(env!("CARGO_MANIFEST_DIR")).join("../terraform/shared");
+    let fmt = Command::new(&terraform)
+        .args(["fmt", "-check", "-diff", "-recursive", "-no-color"])
+        .arg(&module)
+        .env("TF_CLI_CONFIG_FILE", &cli_config)
+        .output()
+        .unwrap();
+    assert!(
+        fmt.status.success(),
+        "terraform/shared is not `terraform fmt` clean; run `terraform fmt terraform/shared`:\n{}",
+        String::from_utf8_lossy(&fmt.stdout)
+    );
+
+    // validate needs an initialised directory; a copy keeps .terraform/ and the lock file out of the tree.
+    let sandbox = Sandbox::new("validate");
+    for entry in std::fs::read_dir(&module).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "tf") {
+            std::fs::copy(&path, sandbox.state_dir().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    for args in [&["init", "-backend=false", "-input=false", "-no-color"][..], &["validate", "-no-color"]] {
+        let out = Command::new(&terraform)
+            .arg(format!("-chdir={}", sandbox.state_dir().display()))
+            .args(args)
+            .env("TF_CLI_CONFIG_FILE", &cli_config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "terraform {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// apply (cluster + tables) → config write-back → status → a second apply changes nothing → an
+/// apply that would drop the tables is stopped by prevent_destroy → destroy removes everything.
+#[test]
+fn apply_status_reapply_and_destroy_round_trip_on_moto() {
+    let sandbox = Sandbox::new("roundtrip");
+    sandbox.write_config(true, REGION);
+    sandbox.write_tfvars("deletion_protection = false\ntags = { Owner = \"infra-test\" }\n");
+
+    let applied = sandbox.run(&["infra", "apply", "--yes"]).success();
+    let identifier = output_of(&sandbox, "dsql_cluster_identifier");
+    assert_eq!(identifier.len(), 26, "a DSQL identifier is 26 characters: {identifier:?}");
+    let endpoint = format!("{identifier}.dsql.{REGION}.on.aws");
+    assert!(applied.stdout.contains(&endpoint), "apply prints the endpoint:\n{}", applied.stdout);
+    assert_eq!(cluster_on_moto(&identifier), Some(false), "the cluster exists, deletion protection off");
+    let rate_limiter = format!("{}-dsql-rate-limiter", sandbox.project);
+    let conn_lease = format!("{}-dsql-conn-lease", sandbox.project);
+    for table in [&rate_limiter, &conn_lease] {
+        assert_eq!(
+            table_on_moto(table),
+            Some(("pk".to_owned(), "PAY_PER_REQUEST".to_owned(), "ttl_epoch".to_owned())),
+            "table {table}: hash key pk, on-demand, TTL on ttl_epoch"
+        );
+    }
+
+    let status = sandbox.run(&["infra", "status"]).success();
+    assert!(status.stdout.contains(&format!("cluster     {identifier}  ACTIVE")), "{}", status.stdout);
+    assert!(status.stdout.contains(&endpoint), "{}", status.stdout);
+    assert!(
+        status.stdout.contains(&format!("table       {rate_limiter} (rate_limiter)  ACTIVE")),
+        "{}",
+        status.stdout
+    );
+
+    let output = sandbox.run(&["infra", "output", "dsql_endpoint"]).success();
+    assert_eq!(output.stdout.trim(), endpoint);
+
+    let again = sandbox.run(&["infra", "apply", "--yes"]).success();
+    assert!(again.stderr.contains("no changes"), "the second apply changes nothing:\n{}", again.stderr);
+    assert!(
+        !again.stderr.contains("▸ ") || !again.stderr.contains(" apply -input=false"),
+        "no terraform apply ran:\n{}",
+        again.stderr
+    );
+    assert_eq!(output_of(&sandbox, "dsql_cluster_identifier"), identifier, "same cluster");
+
+    // Switching the tables off would destroy them: prevent_destroy stops the plan, and the xtask says why.
+    sandbox.write_config(false, REGION);
+    let refused = sandbox.run(&["infra", "apply", "--yes"]).failure();
+    refused.expect_message(&[
+        "prevent_destroy",
+        "aws_dynamodb_table.rate_limiter[0]",
+        "cargo xtask infra destroy",
+    ]);
+    assert!(table_on_moto(&rate_limiter).is_some(), "the refused apply left the table alone");
+
+    let destroyed = sandbox.run(&["infra", "destroy", "--confirm", &sandbox.project]).success();
+    assert!(destroyed.stderr.contains(&format!("destroyed cluster {identifier}")), "{}", destroyed.stderr);
+    assert_eq!(cluster_on_moto(&identifier), None, "the cluster is gone");
+    assert_eq!(table_on_moto(&rate_limiter), None, "the rate-limiter table is gone");
+    assert_eq!(table_on_moto(&conn_lease), None, "the lease table is gone");
+    assert!(!sandbox.state_dir().join(".destroy").exists(), "the throwaway copy is removed");
+    let module = Path::new(env!("CARGO_MANIFEST_DIR")).join("../terraform/shared/main.tf");
+    assert!(
+        std::fs::read_to_string(module).unwrap().contains("prevent_destroy = true"),
+        "main.tf is untouched"
+    );
+}
+
+/// A cluster deleted behind Terraform's back: status says so and what to run; plan warns that
+/// apply will create a new, empty one.
+#[test]
+fn a_cluster_deleted_outside_terraform_is_explained() {
+    let sandbox = Sandbox::new("deleted");
+    sandbox.write_config(false, REGION);
+    sandbox.write_tfvars("deletion_protection = false\n");
+    sandbox.run(&["infra", "apply", "--yes"]).success();
+    let identifier = output_of(&sandbox, "dsql_cluster_identifier");
+
+    block_on(async {
+        let sdk = tdsql_test_support::aws_config(REGION).await;
+        aws_sdk_dsql::Client::new(&sdk).delete_cluster().identifier(&identifier).send().await.unwrap();
+    });
+
+    let status = sandbox.run(&["infra", "status"]).failure();
+    assert!(status.stdout.contains(&format!("cluster     {identifier}  NOT FOUND")), "{}", status.stdout);
+    status.expect_message(&[&identifier, "deleted outside terraform", "cargo xtask infra apply"]);
+
+    let plan = sandbox.run(&["infra", "plan"]).success();
+    plan.expect_message(&[
+        &identifier,
+        "deleted outside terraform",
+        "new, empty cluster",
+        "cargo xtask schema setup",
+    ]);
+    assert!(plan.stderr.contains("+ create aws_dsql_cluster.this"), "{}", plan.stderr);
+}
+
+#[test]
+fn missing_credentials_are_explained() {
+    let sandbox = Sandbox::new("nocreds");
+    sandbox.write_config(false, REGION);
+    let empty_home = sandbox.dir.join("home");
+    std::fs::create_dir_all(&empty_home).unwrap();
+    let output = sandbox
+        .xtask(&["infra", "plan"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+        .env_remove("AWS_CONFIG_FILE")
+        .env("HOME", &empty_home)
+        .output()
+        .unwrap();
+    let run = Run::of(output, &["infra", "plan"]).failure();
+    run.expect_message(&["no usable AWS credentials", "AWS_PROFILE", "cargo xtask doctor"]);
+}
+
+#[test]
+fn a_region_without_dsql_is_refused_before_terraform_runs() {
+    let sandbox = Sandbox::new("region");
+    sandbox.write_config(false, "eu-west-1");
+    let run = sandbox.run(&["infra", "plan"]).failure();
+    run.expect_message(&["`eu-west-1`", "us-east-1, us-east-2", "project.region"]);
+    assert!(!run.stderr.contains("▸ "), "no terraform ran:\n{}", run.stderr);
+
+    // Against real AWS (no local endpoint), the list of regions with Aurora DSQL applies.
+    sandbox.write_config(false, "sa-east-1");
+    let run = Run::of(
+        sandbox.xtask(&["infra", "plan"]).env_remove("AWS_ENDPOINT_URL").output().unwrap(),
+        &["infra", "plan"],
+    )
+    .failure();
+    run.expect_message(&["Aurora DSQL is not offered in project.region `sa-east-1`", "--any-region"]);
+    assert!(!run.stderr.contains("▸ "), "no terraform ran:\n{}", run.stderr);
+}
+
+/// A state file as terraform/shared leaves it, for checks that run before Terraform does.
+fn fake_state(project: &str, deletion_protection: bool) -> String {
+    format!(
+        r#"{{"version": 4, "terraform_version": "1.11.4", "serial": 3, "lineage": "x",
+  "outputs": {{"project_name": {{"value": "{project}", "type": "string"}},
+               "region": {{"value": "us-east-1", "type": "string"}}}},
+  "resources": [{{"mode": "managed", "type": "aws_dsql_cluster", "name": "this",
+                  "provider": "provider[\"registry.terraform.io/hashicorp/aws\"]",
+                  "instances": [{{"schema_version": 0, "attributes": {{
+                     "identifier": "abcdefghijklmnopqrstuvwxyz", "deletion_protection_enabled": {deletion_protection},
+                     "tags": {{"Project": "{project}"}}}}}}]}}]}}"#
+    )
+}
+
+#[test]
+fn a_state_of_another_project_is_refused() {
+    let sandbox = Sandbox::new("otherstate");
+    sandbox.write_config(false, REGION);
+    std::fs::write(sandbox.state_dir().join("terraform.tfstate"), fake_state("someone-else", true)).unwrap();
+    for args in
+        [&["infra", "plan"][..], &["infra", "apply", "--yes"], &["infra", "destroy", "--confirm", "x"]]
+    {
+        let run = sandbox.run(args).failure();
+        run.expect_message(&["belongs to project `someone-else`", &sandbox.project, "TDSQL_TF_STATE_DIR"]);
+        assert!(!run.stderr.contains("▸ "), "no terraform ran:\n{}", run.stderr);
+    }
+}
+
+#[test]
+fn destroy_wants_the_name_typed_back_and_stops_at_deletion_protection() {
+    let sandbox = Sandbox::new("guards");
+    sandbox.write_config(false, REGION);
+    std::fs::write(sandbox.state_dir().join("terraform.tfstate"), fake_state(&sandbox.project, true))
+        .unwrap();
+
+    // No terminal and no --confirm: nothing to type the name into.
+    let run = sandbox.run(&["infra", "destroy"]).failure();
+    run.expect_message(&["stdin is not a terminal", &format!("--confirm {}", sandbox.project)]);
+    // --yes is not a way around it.
+    let run = sandbox.run(&["infra", "destroy", "--yes"]).failure();
+    assert!(run.stderr.contains("--yes"), "{}", run.stderr);
+    let run = sandbox.run(&["infra", "destroy", "--confirm", "not-the-project"]).failure();
+    run.expect_message(&["`not-the-project` is not the project name", "nothing was destroyed"]);
+    // The right name, but deletion protection is on in the state.
+    let run = sandbox.run(&["infra", "destroy", "--confirm", &sandbox.project]).failure();
+    run.expect_message(&["deletion protection is on", "--disable-deletion-protection", "terraform.tfvars"]);
+    assert!(!run.stderr.contains("▸ "), "no terraform ran:\n{}", run.stderr);
+}
+
+#[test]
+fn a_configured_cluster_the_state_does_not_manage_is_not_duplicated() {
+    let sandbox = Sandbox::new("adopt");
+    sandbox.write_config(false, REGION);
+    let mut config = std::fs::read_to_string(sandbox.config_file()).unwrap();
+    config.push_str("\n[dsql]\nidentifier = \"abcdefghijklmnopqrstuvwxyz\"\n");
+    std::fs::write(sandbox.config_file(), config).unwrap();
+    let run = sandbox.run(&["infra", "apply", "--yes"]).failure();
+    run.expect_message(&["`abcdefghijklmnopqrstuvwxyz`", "does not manage", "second cluster"]);
+}
+
+/// Replaces what differs between machines and runs in a printed plan.
+fn normalize(text: &str, sandbox: &Sandbox) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().display().to_string();
+    let (terraform, _) = tdsql_test_support::terraform();
+    text.replace(&sandbox.dir.display().to_string(), "$SANDBOX")
+        .replace(&root, "$ROOT")
+        .replace(&tdsql_test_support::aws_endpoint(), "$AWS_ENDPOINT")
+        .replace(&terraform.display().to_string(), "terraform")
+        .replace(&sandbox.project, "$PROJECT")
+}
+
+/// Compares with `xtask/tests/expected/<name>`; `UPDATE_EXPECT=1` rewrites the file instead.
+fn expect_file(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/expected").join(name);
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} is missing; run with UPDATE_EXPECT=1 to write it", path.display()));
+    assert_eq!(
+        actual,
+        expected,
+        "plan differs from {}; run with UPDATE_EXPECT=1 if the change is intended",
+        path.display()
+    );
+}
+
+#[test]
+fn dry_run_plans_match_the_expected_files() {
+    let sandbox = Sandbox::new("dryrun");
+    sandbox.write_config(true, REGION);
+
+    let apply = sandbox.run(&["--dry-run", "infra", "apply", "--yes"]).success();
+    expect_file("infra-apply.txt", &normalize(&apply.stdout, &sandbox));
+
+    std::fs::write(sandbox.state_dir().join("terraform.tfstate"), fake_state(&sandbox.project, true))
+        .unwrap();
+    let destroy = sandbox
+        .run(&[
+            "--dry-run",
+            "infra",
+            "destroy",
+            "--confirm",
+            &sandbox.project,
+            "--disable-deletion-protection",
+        ])
+        .success();
+    expect_file("infra-destroy.txt", &normalize(&destroy.stdout, &sandbox));
+    assert!(!sandbox.state_dir().join(".destroy").exists(), "a dry run writes nothing");
+
+    // No local terraform: the official image, with the checkout and the state directory mounted.
+    let home = sandbox.dir.join("home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    let docker = sandbox
+        .xtask(&["--dry-run", "infra", "plan"])
+        .env_remove("TDSQL_TERRAFORM")
+        .env("PATH", sandbox.dir.join("empty-path"))
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    let docker = Run::of(docker, &["--dry-run", "infra", "plan"]).success();
+    docker.expect_message(&["hashicorp/terraform:1.11.4 through Docker"]);
+    let owner = {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()).unwrap();
+        format!("{}:{}", meta.uid(), meta.gid())
+    };
+    expect_file("infra-plan-docker.txt", &normalize(&docker.stdout, &sandbox).replace(&owner, "$UID:$GID"));
+}
