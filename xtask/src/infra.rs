@@ -93,6 +93,13 @@ impl InfraArgs {
     }
 }
 
+/// `infra apply` for other commands: `up` on the dsql profile calls it when no cluster is
+/// configured (`yes` skips the confirmation, as `--yes` does).
+#[allow(dead_code)] // until `up` calls it
+pub(crate) fn apply_infra(ctx: &Context, yes: bool) -> Result<()> {
+    apply(ctx, &ApplyArgs { plan: PlanArgs { any_region: false }, yes })
+}
+
 /// Settings, workspace and state, checked against each other before Terraform runs.
 struct Prepared {
     settings: Settings,
@@ -222,9 +229,13 @@ fn colour_args() -> Vec<String> {
     if std::io::stderr().is_terminal() { Vec::new() } else { vec!["-no-color".to_owned()] }
 }
 
+/// `terraform init`, unless an earlier one still holds.
 fn init(ctx: &Context, workspace: &Workspace) -> Result<()> {
     if !ctx.dry_run {
         workspace.sync_module()?;
+    }
+    if workspace.is_initialised() {
+        return Ok(());
     }
     let mut args = vec![
         "init".to_owned(),
@@ -232,37 +243,66 @@ fn init(ctx: &Context, workspace: &Workspace) -> Result<()> {
         format!("-backend-config=path={}", workspace.state_file.display()),
     ];
     args.extend(colour_args());
-    workspace.terraform(args).run(ctx).map_err(|err| explain(err, "terraform init failed"))
+    workspace.terraform(args).run(ctx).map_err(|err| explain(err, "terraform init failed"))?;
+    if !ctx.dry_run {
+        workspace.mark_initialised()?;
+    }
+    Ok(())
 }
 
 /// init + plan (saved) + its summary; `None` under `--dry-run`, where nothing was planned.
 fn plan(ctx: &Context, args: &PlanArgs) -> Result<Option<(Prepared, PlanSummary)>> {
+    plan_checked(ctx, args, true)
+}
+
+/// init + plan; with `summarize`, the saved plan is read back (`show -json`, a few seconds) for
+/// the summary and the drift warnings, else the summary only says whether anything changes.
+fn plan_checked(ctx: &Context, args: &PlanArgs, summarize: bool) -> Result<Option<(Prepared, PlanSummary)>> {
     let prepared = prepare(ctx)?;
     check_region(&prepared.settings, args)?;
     check_identifier(&prepared.settings, &prepared.state)?;
-    let summary = plan_with(ctx, &prepared, &plan_vars(&prepared.settings))?;
+    let summary = plan_with(ctx, &prepared, &plan_vars(&prepared.settings), summarize)?;
     Ok(summary.map(|s| (prepared, s)))
 }
 
-fn plan_with(ctx: &Context, prepared: &Prepared, vars: &[String]) -> Result<Option<PlanSummary>> {
+fn plan_with(
+    ctx: &Context,
+    prepared: &Prepared,
+    vars: &[String],
+    summarize: bool,
+) -> Result<Option<PlanSummary>> {
     let workspace = &prepared.workspace;
     init(ctx, workspace)?;
-    let mut args =
-        vec!["plan".to_owned(), "-input=false".to_owned(), format!("-out={}", workspace.plan_file.display())];
+    let mut args = vec![
+        "plan".to_owned(),
+        "-input=false".to_owned(),
+        "-detailed-exitcode".to_owned(),
+        format!("-out={}", workspace.plan_file.display()),
+    ];
     args.extend(colour_args());
-    workspace
-        .terraform(with_vars(args, vars))
-        .run(ctx)
-        .map_err(|err| explain(err, "terraform plan failed"))?;
+    // -detailed-exitcode: 0 = nothing to do, 2 = changes (read them from the saved plan), 1 = error.
+    let changes = match workspace.terraform(with_vars(args, vars)).run(ctx) {
+        Ok(()) => false,
+        Err(err) if err.downcast_ref::<CommandFailed>().is_some_and(|f| f.exit_code() == 2) => true,
+        Err(err) => return Err(explain(err, "terraform plan failed")),
+    };
     if ctx.dry_run {
         return Ok(None);
     }
-    let summary = summarize(ctx, workspace)?;
+    if !changes {
+        let summary = PlanSummary::default();
+        print_summary(&summary);
+        return Ok(Some(summary));
+    }
+    if !summarize {
+        return Ok(Some(PlanSummary { outputs_change: true, ..PlanSummary::default() }));
+    }
+    let summary = read_plan(ctx, workspace)?;
     print_summary(&summary);
     Ok(Some(summary))
 }
 
-fn summarize(ctx: &Context, workspace: &Workspace) -> Result<PlanSummary> {
+fn read_plan(ctx: &Context, workspace: &Workspace) -> Result<PlanSummary> {
     let json = workspace
         .terraform(["show", "-json", "-no-color", &workspace.plan_file.display().to_string()])
         .read(ctx)
@@ -298,14 +338,15 @@ fn print_summary(summary: &PlanSummary) {
 }
 
 fn apply(ctx: &Context, args: &ApplyArgs) -> Result<()> {
-    let Some((prepared, summary)) = plan(ctx, &args.plan)? else {
+    // With --yes nobody reads a summary before the apply; terraform has printed the plan anyway.
+    let Some((prepared, summary)) = plan_checked(ctx, &args.plan, !args.yes)? else {
         // Dry run: show what would follow the plan.
         let workspace = Workspace::locate()?;
         apply_plan_cmd(&workspace).run(ctx)?;
         workspace.terraform(["output", "-json"]).run(ctx)?;
         println!(
-            "# then: write dsql.identifier, dsql.endpoint and the table names into {}",
-            settings::config_file().display()
+            "# then: write dsql.identifier and the table names into {}",
+            crate::config::user_file()?.display()
         );
         return Ok(());
     };
@@ -317,24 +358,25 @@ fn apply(ctx: &Context, args: &ApplyArgs) -> Result<()> {
     }
     let outputs = read_outputs(ctx, &prepared.workspace)?;
     report_outputs(&outputs);
+    if let Some(before) = prepared.state.cluster_identifier()
+        && before != outputs.identifier
+    {
+        // prevent_destroy rules out a replacement by terraform: the old cluster vanished outside it.
+        eprintln!(
+            "warning: cluster `{before}` in the terraform state had been deleted outside terraform; apply created \
+             `{}` (new and empty): run `cargo xtask schema setup --profile dsql` to create the schema in it",
+            outputs.identifier
+        );
+    }
     let values = WriteBack {
         identifier: Some(outputs.identifier.clone()),
-        endpoint: Some(outputs.endpoint.clone()),
         rate_limiter_table: Some(outputs.rate_limiter_table.clone()).filter(|t| !t.is_empty()),
         conn_lease_table: Some(outputs.conn_lease_table.clone()).filter(|t| !t.is_empty()),
     };
-    if settings::write_back(&prepared.settings, &values)? {
-        eprintln!("updated {}", prepared.settings.config_file.display());
-    } else {
+    if settings::write_back(ctx, &prepared.settings, &values)? {
         eprintln!(
-            "note: {} was not updated (the config editor is pending); set these keys there: {}",
-            prepared.settings.config_file.display(),
-            values
-                .entries()
-                .iter()
-                .filter_map(|(k, v)| v.map(|v| format!("{k} = \"{v}\"")))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "wrote dsql.identifier and the table names into {}",
+            prepared.settings.config_file.display()
         );
     }
     Ok(())
@@ -425,7 +467,7 @@ fn output(ctx: &Context, args: &OutputArgs) -> Result<()> {
             prepared.workspace.state_file.display()
         );
     }
-    init_quietly(ctx, &prepared.workspace)?;
+    init(ctx, &prepared.workspace)?;
     let mut cli = vec!["output".to_owned()];
     cli.extend(colour_args());
     if args.json {
@@ -438,14 +480,6 @@ fn output(ctx: &Context, args: &OutputArgs) -> Result<()> {
         cli.push(name.clone());
     }
     prepared.workspace.terraform(cli).run(ctx)
-}
-
-/// `terraform output` needs an initialised working directory; init only when it is not.
-fn init_quietly(ctx: &Context, workspace: &Workspace) -> Result<()> {
-    if workspace.work_dir.join(".terraform").join("terraform.tfstate").is_file() {
-        return Ok(());
-    }
-    init(ctx, workspace)
 }
 
 /// The JSON printed by `tdsql-ops infra-status`.
@@ -643,50 +677,41 @@ fn destroy(ctx: &Context, args: &DestroyArgs) -> Result<()> {
         vars.push("deletion_protection=false".to_owned());
         eprintln!("turning deletion protection off for cluster {identifier}");
         init(ctx, workspace)?;
-        let mut plan_args = vec![
-            "plan".to_owned(),
-            "-input=false".to_owned(),
-            format!("-out={}", workspace.plan_file.display()),
-        ];
-        plan_args.extend(colour_args());
+        // Confirmed by the typed name like the destroy itself, so no saved plan in between.
+        let mut apply_args = vec!["apply".to_owned(), "-input=false".to_owned(), "-auto-approve".to_owned()];
+        apply_args.extend(colour_args());
         workspace
-            .terraform(with_vars(plan_args, &vars))
-            .run(ctx)
-            .map_err(|err| explain(err, "terraform plan failed"))?;
-        apply_plan_cmd(workspace)
+            .terraform(with_vars(apply_args, &vars))
             .run(ctx)
             .map_err(|err| explain(err, "turning deletion protection off failed"))?;
     } else {
         init(ctx, workspace)?;
     }
 
-    let scratch_dir = workspace.work_dir.join(".destroy");
-    let scratch = if ctx.dry_run {
-        workspace.clone()
-    } else {
-        workspace.scratch_copy(&scratch_dir, &[("destroy_override.tf", DESTROY_OVERRIDE)])?
-    };
-    let result = (|| {
-        let mut plan_args = vec![
-            "plan".to_owned(),
-            "-destroy".to_owned(),
-            "-input=false".to_owned(),
-            format!("-out={}", scratch.plan_file.display()),
-        ];
-        plan_args.extend(colour_args());
-        scratch
-            .terraform(with_vars(plan_args, &vars))
-            .run(ctx)
-            .map_err(|err| explain(err, "terraform plan -destroy failed"))?;
-        apply_plan_cmd(&scratch).run(ctx).map_err(|err| explain(err, "terraform destroy failed"))
-    })();
+    let scratch = workspace.scratch(&workspace.work_dir.join(".destroy"));
     if !ctx.dry_run {
-        let _ = std::fs::remove_dir_all(&scratch_dir);
+        workspace.fill_scratch(&scratch, &[("destroy_override.tf", DESTROY_OVERRIDE)])?;
+    }
+    // The typed project name was the confirmation: one `apply -destroy` (plan and apply in one
+    // process, a provider start less than a saved destroy plan).
+    let mut destroy_args = vec![
+        "apply".to_owned(),
+        "-destroy".to_owned(),
+        "-input=false".to_owned(),
+        "-auto-approve".to_owned(),
+    ];
+    destroy_args.extend(colour_args());
+    let result = scratch
+        .terraform(with_vars(destroy_args, &vars))
+        .run(ctx)
+        .map_err(|err| explain(err, "terraform destroy failed"));
+    if !ctx.dry_run {
+        let _ = std::fs::remove_dir_all(&scratch.work_dir);
     }
     result?;
     if ctx.dry_run {
         println!(
-            "# then: remove dsql.identifier, dsql.endpoint and the table names from {}",
+            "# then: remove dsql.identifier and the table names from {}",
             settings.config_file.display()
         );
         return Ok(());
@@ -695,17 +720,8 @@ fn destroy(ctx: &Context, args: &DestroyArgs) -> Result<()> {
         "destroyed cluster {identifier}{}",
         if tables.is_empty() { String::new() } else { format!(" and tables {}", tables.join(", ")) }
     );
-    if settings::write_back(settings, &WriteBack::default())? {
-        eprintln!(
-            "removed dsql.identifier, dsql.endpoint and the table names from {}",
-            settings.config_file.display()
-        );
-    } else {
-        eprintln!(
-            "note: {} was not updated (the config editor is pending); remove dsql.identifier, dsql.endpoint and the \
-             coordination table names from it",
-            settings.config_file.display()
-        );
+    if settings::clear(ctx, settings)? {
+        eprintln!("cleared dsql.identifier and the table names in {}", settings.config_file.display());
     }
     Ok(())
 }

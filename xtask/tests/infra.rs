@@ -62,6 +62,13 @@ impl Sandbox {
     fn xtask(&self, args: &[&str]) -> Command {
         let (terraform, cli_config) = tdsql_test_support::terraform();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        // The developer's own overrides (TDSQL_PROJECT_NAME, AWS_REGION, ...) must not leak in.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("TDSQL_") || key.starts_with("AWS_") || key.starts_with("TF_") {
+                cmd.env_remove(&*key);
+            }
+        }
         cmd.args(args)
             .env("TDSQL_CONFIG_FILE", self.config_file())
             .env("TDSQL_TF_STATE_DIR", self.state_dir())
@@ -71,16 +78,16 @@ impl Sandbox {
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_ENDPOINT_URL_DSQL")
-            .env_remove("AWS_ENDPOINT_URL_DYNAMODB")
-            .env_remove("TDSQL_PROFILE")
             .stdin(Stdio::null());
         cmd
     }
 
     fn run(&self, args: &[&str]) -> Run {
-        Run::of(self.xtask(args).output().unwrap(), args)
+        let started = std::time::Instant::now();
+        let run = Run::of(self.xtask(args).output().unwrap(), args);
+        // Shown with --no-capture or on failure: where the (terraform-bound) time goes.
+        eprintln!("xtask {}: {:.1} s", run.args, started.elapsed().as_secs_f64());
+        run
     }
 }
 
@@ -245,8 +252,8 @@ fn terraform_module_is_formatted_and_valid() {
     }
 }
 
-/// apply (cluster + tables) → config write-back → status → a second apply changes nothing → an
-/// apply that would drop the tables is stopped by prevent_destroy → destroy removes everything.
+/// apply (cluster + tables) → config write-back with comments kept → status → output → a second
+/// apply changes nothing → destroy removes everything and clears the config keys.
 #[test]
 fn apply_status_reapply_and_destroy_round_trip_on_moto() {
     let sandbox = Sandbox::new("roundtrip");
@@ -269,6 +276,19 @@ fn apply_status_reapply_and_destroy_round_trip_on_moto() {
         );
     }
 
+    let config = std::fs::read_to_string(sandbox.config_file()).unwrap();
+    for expected in [
+        format!("identifier = \"{identifier}\""),
+        format!("table = \"{rate_limiter}\""),
+        format!("table = \"{conn_lease}\""),
+        "# Project settings (kept by the test: comments must survive the write-back).".to_owned(),
+        "name = \"".to_owned() + &sandbox.project + "\"  # resource prefix",
+        "# Only needed when several Temporal instances share the cluster.".to_owned(),
+    ] {
+        assert!(config.contains(&expected), "config.toml lacks `{expected}` after apply:\n{config}");
+    }
+    assert!(!config.contains("endpoint"), "the endpoint is derived, not written:\n{config}");
+
     let status = sandbox.run(&["infra", "status"]).success();
     assert!(status.stdout.contains(&format!("cluster     {identifier}  ACTIVE")), "{}", status.stdout);
     assert!(status.stdout.contains(&endpoint), "{}", status.stdout);
@@ -283,22 +303,12 @@ fn apply_status_reapply_and_destroy_round_trip_on_moto() {
 
     let again = sandbox.run(&["infra", "apply", "--yes"]).success();
     assert!(again.stderr.contains("no changes"), "the second apply changes nothing:\n{}", again.stderr);
-    assert!(
-        !again.stderr.contains("▸ ") || !again.stderr.contains(" apply -input=false"),
-        "no terraform apply ran:\n{}",
-        again.stderr
+    assert!(!again.stderr.contains(" apply -input=false"), "no terraform apply ran:\n{}", again.stderr);
+    assert_eq!(
+        std::fs::read_to_string(sandbox.config_file()).unwrap(),
+        config,
+        "config.toml is left as it was"
     );
-    assert_eq!(output_of(&sandbox, "dsql_cluster_identifier"), identifier, "same cluster");
-
-    // Switching the tables off would destroy them: prevent_destroy stops the plan, and the xtask says why.
-    sandbox.write_config(false, REGION);
-    let refused = sandbox.run(&["infra", "apply", "--yes"]).failure();
-    refused.expect_message(&[
-        "prevent_destroy",
-        "aws_dynamodb_table.rate_limiter[0]",
-        "cargo xtask infra destroy",
-    ]);
-    assert!(table_on_moto(&rate_limiter).is_some(), "the refused apply left the table alone");
 
     let destroyed = sandbox.run(&["infra", "destroy", "--confirm", &sandbox.project]).success();
     assert!(destroyed.stderr.contains(&format!("destroyed cluster {identifier}")), "{}", destroyed.stderr);
@@ -311,14 +321,18 @@ fn apply_status_reapply_and_destroy_round_trip_on_moto() {
         std::fs::read_to_string(module).unwrap().contains("prevent_destroy = true"),
         "main.tf is untouched"
     );
+    let config = std::fs::read_to_string(sandbox.config_file()).unwrap();
+    assert!(!config.contains(&identifier), "destroy clears dsql.identifier:\n{config}");
+    assert!(config.contains("# resource prefix"), "and keeps the comments:\n{config}");
 }
 
 /// A cluster deleted behind Terraform's back: status says so and what to run; plan warns that
-/// apply will create a new, empty one.
+/// apply will create a new, empty one. Then switching the tables off would destroy them:
+/// prevent_destroy stops the apply, and the xtask says why and what to run.
 #[test]
-fn a_cluster_deleted_outside_terraform_is_explained() {
+fn a_cluster_deleted_outside_terraform_and_prevent_destroy_are_explained() {
     let sandbox = Sandbox::new("deleted");
-    sandbox.write_config(false, REGION);
+    sandbox.write_config(true, REGION);
     sandbox.write_tfvars("deletion_protection = false\n");
     sandbox.run(&["infra", "apply", "--yes"]).success();
     let identifier = output_of(&sandbox, "dsql_cluster_identifier");
@@ -340,26 +354,54 @@ fn a_cluster_deleted_outside_terraform_is_explained() {
         "cargo xtask schema setup",
     ]);
     assert!(plan.stderr.contains("+ create aws_dsql_cluster.this"), "{}", plan.stderr);
+
+    let rate_limiter = format!("{}-dsql-rate-limiter", sandbox.project);
+    let mut config = std::fs::read_to_string(sandbox.config_file()).unwrap();
+    config = config.replace("enabled = true", "enabled = false");
+    std::fs::write(sandbox.config_file(), config).unwrap();
+    let refused = sandbox.run(&["infra", "apply", "--yes"]).failure();
+    refused.expect_message(&[
+        "prevent_destroy",
+        "aws_dynamodb_table.rate_limiter[0]",
+        "cargo xtask infra destroy",
+    ]);
+    assert!(table_on_moto(&rate_limiter).is_some(), "the refused apply left the table alone");
+    assert_eq!(cluster_on_moto(&identifier), None, "and created nothing");
 }
 
 #[test]
 fn missing_credentials_are_explained() {
     let sandbox = Sandbox::new("nocreds");
     sandbox.write_config(false, REGION);
-    let empty_home = sandbox.dir.join("home");
-    std::fs::create_dir_all(&empty_home).unwrap();
-    let output = sandbox
-        .xtask(&["infra", "plan"])
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
-        .env_remove("AWS_CONFIG_FILE")
-        .env("HOME", &empty_home)
-        .output()
-        .unwrap();
-    let run = Run::of(output, &["infra", "plan"]).failure();
-    run.expect_message(&["no usable AWS credentials", "AWS_PROFILE", "cargo xtask doctor"]);
+    let mut config = std::fs::read_to_string(sandbox.config_file()).unwrap();
+    config.push_str("\n[dsql]\nidentifier = \"abcdefghijklmnopqrstuvwxyz\"\n");
+    std::fs::write(sandbox.config_file(), config).unwrap();
+    let nowhere = sandbox.dir.join("no-such-file");
+    let without_credentials = |args: &[&str]| {
+        let output = sandbox
+            .xtask(args)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_SHARED_CREDENTIALS_FILE", &nowhere)
+            .env("AWS_CONFIG_FILE", &nowhere)
+            .output()
+            .unwrap();
+        Run::of(output, args).failure()
+    };
+    // status asks AWS (through tdsql-ops) about the configured cluster.
+    let status = without_credentials(&["infra", "status"]);
+    status.expect_message(&["no usable AWS credentials", "AWS_PROFILE", "cargo xtask doctor"]);
+
+    std::fs::write(
+        sandbox.config_file(),
+        std::fs::read_to_string(sandbox.config_file())
+            .unwrap()
+            .replace("identifier = \"abcdefghijklmnopqrstuvwxyz\"", "identifier = \"\""),
+    )
+    .unwrap();
+    // plan runs Terraform's provider (with no cluster configured: the empty state manages none).
+    let plan = without_credentials(&["infra", "plan"]);
+    plan.expect_message(&["no usable AWS credentials", "AWS_PROFILE", "cargo xtask doctor"]);
 }
 
 #[test]
@@ -499,6 +541,7 @@ fn dry_run_plans_match_the_expected_files() {
     let docker = sandbox
         .xtask(&["--dry-run", "infra", "plan"])
         .env_remove("TDSQL_TERRAFORM")
+        .env_remove("TF_CLI_CONFIG_FILE")
         .env("PATH", sandbox.dir.join("empty-path"))
         .env("HOME", &home)
         .output()

@@ -1,16 +1,24 @@
-//! The configuration `infra` needs, and the write-back of what `apply` created.
+//! The configuration `infra` needs (through [`crate::config`]), and the write-back of what
+//! `apply` created (through its comment-preserving, atomic editor).
 //!
-//! Interim: this reads the few keys it needs from `profiles/<p>/profile.toml` and the user's
-//! `config.toml` (`TDSQL_CONFIG_FILE`) until `crate::config` (the typed, layered loader and its
-//! comment-preserving editor) lands; then both halves move onto it.
+//! Written back: `dsql.identifier` and the table names. Not `dsql.endpoint`: an empty endpoint
+//! already means `<identifier>.dsql.<region>.on.aws`, and config.toml sits above every profile, so
+//! an endpoint written there would also replace the local profile's `postgresql` host.
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result, bail};
-use toml_edit::{DocumentMut, Item};
+use anyhow::Result;
 
+use crate::config::{self, Flag};
 use crate::context::Context;
-use crate::paths;
+
+/// The keys `apply` fills in and `destroy` clears.
+pub(crate) const IDENTIFIER: &str = "dsql.identifier";
+pub(crate) const RATE_LIMITER_TABLE: &str = "coordination.rate_limiter.table";
+pub(crate) const CONN_LEASE_TABLE: &str = "coordination.conn_lease.table";
+
+/// Stands in for a table name that `apply` has yet to write, so that the config loads at all.
+const PENDING_TABLE: &str = "pending-infra-apply";
 
 /// What `infra` reads from the configuration.
 #[derive(Debug, Clone)]
@@ -19,102 +27,119 @@ pub(crate) struct Settings {
     pub(crate) project: String,
     /// `project.region`
     pub(crate) region: String,
-    /// `dsql.identifier`, when the user already has a cluster.
+    /// `dsql.identifier`, when set.
     pub(crate) identifier: Option<String>,
+    /// `dsql.endpoint`, when set (by any layer).
+    pub(crate) endpoint: Option<String>,
     /// Create the coordination tables: `coordination.rate_limiter.enabled || coordination.conn_lease.enabled`.
     pub(crate) create_tables: bool,
-    /// `coordination.rate_limiter.table`
+    /// `coordination.rate_limiter.table`, when set.
     pub(crate) rate_limiter_table: Option<String>,
-    /// `coordination.conn_lease.table`
+    /// `coordination.conn_lease.table`, when set.
     pub(crate) conn_lease_table: Option<String>,
     /// The user's config file (written back after apply and destroy).
     pub(crate) config_file: PathBuf,
 }
 
-/// The user's config file: `TDSQL_CONFIG_FILE`, else `config.toml` at the repository root.
-pub(crate) fn config_file() -> PathBuf {
-    std::env::var_os("TDSQL_CONFIG_FILE")
-        .filter(|v| !v.is_empty())
-        .map_or_else(|| paths::project_root().join("config.toml"), PathBuf::from)
-}
-
 impl Settings {
+    /// The effective config of the profile. A coordination table that is enabled but not named yet
+    /// is an error for every other command (it is what `apply` is for), so it is tolerated here.
     pub(crate) fn load(ctx: &Context) -> Result<Self> {
-        let profile_file = paths::profiles_dir().join(&ctx.profile.name).join("profile.toml");
-        let config_file = config_file();
-        let mut layers = Vec::new();
-        for file in [&profile_file, &config_file] {
-            match std::fs::read_to_string(file) {
-                Ok(text) => layers.push(
-                    text.parse::<DocumentMut>()
-                        .with_context(|| format!("{} is not valid TOML", file.display()))?,
-                ),
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => return Err(err).with_context(|| format!("reading {}", file.display())),
-            }
-        }
-        let lookup = |key: &str| -> Option<Item> {
-            layers.iter().rev().find_map(|doc| {
-                let mut item = doc.as_item();
-                for part in key.split('.') {
-                    item = item.get(part)?;
+        let (effective, pending) = match config::load(ctx) {
+            Ok(effective) => (effective, Vec::new()),
+            Err(first) => {
+                let message = format!("{first:#}");
+                let pending: Vec<&str> = [RATE_LIMITER_TABLE, CONN_LEASE_TABLE]
+                    .into_iter()
+                    .filter(|key| message.contains(&format!("{key}: is empty while")))
+                    .collect();
+                if pending.is_empty() {
+                    return Err(first);
                 }
-                Some(item.clone())
-            })
+                let flags: Vec<Flag<'_>> = pending
+                    .iter()
+                    .map(|key| Flag { key, value: PENDING_TABLE, flag: "(filled in by infra apply)" })
+                    .collect();
+                (config::load_with(ctx, &flags)?, pending)
+            }
         };
-        let string =
-            |key: &str| lookup(key).and_then(|i| i.as_str().map(str::to_owned)).filter(|s| !s.is_empty());
-        let flag = |key: &str| lookup(key).and_then(|i| i.as_bool()).unwrap_or(false);
-        let Some(project) = string("project.name") else {
-            bail!(
-                "project.name is not set in {}: `infra` names every resource after it; run `cargo xtask config \
-                 init --name <name> --region <region>` or add `[project] name = \"...\"`",
-                config_file.display()
-            );
-        };
-        let Some(region) = string("project.region") else {
-            bail!(
-                "project.region is not set in {}: add `region = \"us-east-1\"` (or another region with Aurora \
-                 DSQL) under [project]",
-                config_file.display()
-            );
-        };
+        let set = |value: &str| Some(value.trim().to_owned()).filter(|v| !v.is_empty());
+        let table = |key: &str, value: &str| if pending.contains(&key) { None } else { set(value) };
+        let coordination = &effective.coordination;
         Ok(Self {
-            project,
-            region,
-            identifier: string("dsql.identifier"),
-            create_tables: flag("coordination.rate_limiter.enabled")
-                || flag("coordination.conn_lease.enabled"),
-            rate_limiter_table: string("coordination.rate_limiter.table"),
-            conn_lease_table: string("coordination.conn_lease.table"),
-            config_file,
+            project: effective.project.name.clone(),
+            region: effective.project.region.clone(),
+            identifier: set(&effective.dsql.identifier),
+            endpoint: set(&effective.dsql.endpoint),
+            create_tables: coordination.rate_limiter.enabled || coordination.conn_lease.enabled,
+            rate_limiter_table: table(RATE_LIMITER_TABLE, &coordination.rate_limiter.table),
+            conn_lease_table: table(CONN_LEASE_TABLE, &coordination.conn_lease.table),
+            config_file: effective.user_file.clone(),
         })
     }
 }
 
-/// The values `apply` writes into the config file; `None` removes the key (after destroy).
+/// The values `apply` writes into the config file; `None` clears the key (after destroy).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct WriteBack {
     pub(crate) identifier: Option<String>,
-    pub(crate) endpoint: Option<String>,
     pub(crate) rate_limiter_table: Option<String>,
     pub(crate) conn_lease_table: Option<String>,
 }
 
 impl WriteBack {
-    /// `(key, value)` pairs in the order they are written.
-    pub(crate) fn entries(&self) -> [(&'static str, Option<&str>); 4] {
+    /// What the configuration holds now.
+    fn current(settings: &Settings) -> Self {
+        Self {
+            identifier: settings.identifier.clone(),
+            rate_limiter_table: settings.rate_limiter_table.clone(),
+            conn_lease_table: settings.conn_lease_table.clone(),
+        }
+    }
+
+    /// `(key, value)` pairs; an empty value clears the key.
+    pub(crate) fn pairs(&self) -> [(&'static str, &str); 3] {
         [
-            ("dsql.identifier", self.identifier.as_deref()),
-            ("dsql.endpoint", self.endpoint.as_deref()),
-            ("coordination.rate_limiter.table", self.rate_limiter_table.as_deref()),
-            ("coordination.conn_lease.table", self.conn_lease_table.as_deref()),
+            (IDENTIFIER, self.identifier.as_deref().unwrap_or_default()),
+            (RATE_LIMITER_TABLE, self.rate_limiter_table.as_deref().unwrap_or_default()),
+            (CONN_LEASE_TABLE, self.conn_lease_table.as_deref().unwrap_or_default()),
         ]
     }
 }
 
-/// Writes the values into the config file with the config crate's comment-preserving, atomic
-/// editor. Pending: that editor has not landed yet, so nothing is written.
-pub(crate) fn write_back(_settings: &Settings, _values: &WriteBack) -> Result<bool> {
-    Ok(false)
+/// Writes the values into the user's config file (comments kept, atomic) unless it already holds
+/// them; returns whether it wrote. A table that was not created leaves its key alone, so a name
+/// the user chose survives an apply without tables.
+pub(crate) fn write_back(ctx: &Context, settings: &Settings, values: &WriteBack) -> Result<bool> {
+    let current = WriteBack::current(settings);
+    let keep_tables = |v: &Option<String>, c: &Option<String>| v.clone().or_else(|| c.clone());
+    let wanted = WriteBack {
+        rate_limiter_table: keep_tables(&values.rate_limiter_table, &current.rate_limiter_table),
+        conn_lease_table: keep_tables(&values.conn_lease_table, &current.conn_lease_table),
+        ..values.clone()
+    };
+    if let (Some(endpoint), Some(identifier)) = (&settings.endpoint, &wanted.identifier)
+        && endpoint.ends_with(".on.aws")
+        && !endpoint.starts_with(&format!("{identifier}."))
+    {
+        eprintln!(
+            "warning: dsql.endpoint `{endpoint}` names another cluster than `{identifier}`; remove dsql.endpoint from \
+             {} (an empty endpoint means `<identifier>.dsql.<region>.on.aws`)",
+            settings.config_file.display()
+        );
+    }
+    if wanted == current {
+        return Ok(false);
+    }
+    config::write_back(ctx, &wanted.pairs())?;
+    Ok(true)
+}
+
+/// Clears every key `apply` wrote (after destroy); returns whether it wrote.
+pub(crate) fn clear(ctx: &Context, settings: &Settings) -> Result<bool> {
+    if WriteBack::current(settings) == WriteBack::default() {
+        return Ok(false);
+    }
+    config::write_back(ctx, &WriteBack::default().pairs())?;
+    Ok(true)
 }

@@ -31,6 +31,9 @@ const FORWARDED_ENV: [&str; 11] = [
     "TF_LOG",
 ];
 
+/// Written into `.terraform/` after a successful `init`, with what that init depended on.
+const INIT_STAMP: &str = "tdsql-init-stamp";
+
 /// How Terraform is started.
 #[derive(Debug, Clone)]
 enum Runner {
@@ -105,36 +108,61 @@ impl Workspace {
     }
 
     /// A workspace in `dir` that shares this one's state, `.terraform/` and lock file but runs on
-    /// a copy of the module with `extra` files added: `destroy` lifts `prevent_destroy` there
-    /// without touching the committed files.
-    pub(crate) fn scratch_copy(&self, dir: &Path, extra: &[(&str, &str)]) -> Result<Self> {
+    /// a copy of the module: `destroy` lifts `prevent_destroy` there without touching the
+    /// committed files. Nothing is written until [`Workspace::fill_scratch`].
+    pub(crate) fn scratch(&self, dir: &Path) -> Self {
+        Self {
+            work_dir: dir.to_owned(),
+            data_dir: Some(self.data_dir()),
+            plan_file: dir.join("tfplan"),
+            ..self.clone()
+        }
+    }
+
+    /// Writes the copy of the module for `scratch` (made by [`Workspace::scratch`]): the `*.tf`
+    /// files, the lock file and tfvars of this workspace, and `extra` files.
+    pub(crate) fn fill_scratch(&self, scratch: &Workspace, extra: &[(&str, &str)]) -> Result<()> {
+        let dir = &scratch.work_dir;
         if dir.exists() {
             std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
         }
         copy_module(&self.module_dir, dir)?;
-        for name in ["terraform.tfvars", ".terraform.lock.hcl"] {
-            let from = self.work_dir.join(name);
-            if from.is_file() {
-                std::fs::copy(&from, dir.join(name))
-                    .with_context(|| format!("copying {}", from.display()))?;
-            }
-        }
         for entry in std::fs::read_dir(&self.work_dir)? {
             let path = entry?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if name.ends_with(".auto.tfvars") {
-                std::fs::copy(&path, dir.join(name))?;
+            if matches!(name, "terraform.tfvars" | ".terraform.lock.hcl") || name.ends_with(".auto.tfvars") {
+                std::fs::copy(&path, dir.join(name))
+                    .with_context(|| format!("copying {}", path.display()))?;
             }
         }
         for (name, text) in extra {
             std::fs::write(dir.join(name), text)?;
         }
-        Ok(Self {
-            work_dir: dir.to_owned(),
-            data_dir: Some(self.data_dir.clone().unwrap_or_else(|| self.work_dir.join(".terraform"))),
-            plan_file: dir.join("destroy.tfplan"),
-            ..self.clone()
-        })
+        Ok(())
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| self.work_dir.join(".terraform"))
+    }
+
+    /// What an `init` depends on: the provider requirements, the backend's state path, the runner.
+    fn init_stamp(&self) -> String {
+        let versions = std::fs::read_to_string(self.module_dir.join("versions.tf")).unwrap_or_default();
+        format!("{}\n{}\n{versions}", self.state_file.display(), self.uses_docker())
+    }
+
+    /// Whether an earlier `init` still holds, so the next one can be skipped (each costs seconds).
+    pub(crate) fn is_initialised(&self) -> bool {
+        let data_dir = self.data_dir();
+        self.work_dir.join(".terraform.lock.hcl").is_file()
+            && data_dir.join("providers").is_dir()
+            && std::fs::read_to_string(data_dir.join(INIT_STAMP)).is_ok_and(|s| s == self.init_stamp())
+    }
+
+    /// Records a successful `init`.
+    pub(crate) fn mark_initialised(&self) -> Result<()> {
+        let path = self.data_dir().join(INIT_STAMP);
+        std::fs::write(&path, self.init_stamp()).with_context(|| format!("writing {}", path.display()))
     }
 
     /// `terraform -chdir=<work dir> <args>`, locally or in the official image.
@@ -332,6 +360,7 @@ pub(crate) fn classify(output: &str) -> Option<Failure> {
         || has("UnrecognizedClientException")
         || has("ExpiredToken")
         || has("security token included in the request is invalid")
+        || has("no credentials found in chain")
     {
         return Some(Failure::NoCredentials);
     }
@@ -339,7 +368,7 @@ pub(crate) fn classify(output: &str) -> Option<Failure> {
         return Some(Failure::AccessDenied);
     }
     // Real AWS: the regional API host does not exist. moto: its backend has no such region.
-    if (has("no such host") && has(".api.aws")) || (has("KeyError") && has("DSQL")) {
+    if ((has("no such host") || has("dns error")) && has("dsql")) || (has("KeyError") && has("DSQL")) {
         return Some(Failure::RegionWithoutDsql);
     }
     if has("Error acquiring the state lock") {
@@ -397,6 +426,12 @@ mod tests {
             Some(Failure::RegionWithoutDsql)
         );
         assert_eq!(classify("Error: Error acquiring the state lock"), Some(Failure::StateLocked));
+        assert_eq!(
+            classify(
+                "GetCluster x failed: dispatch failure: other: no credentials found in chain. Attempted:"
+            ),
+            Some(Failure::NoCredentials)
+        );
         assert_eq!(classify("Error: something else"), None);
     }
 
