@@ -93,13 +93,6 @@ impl InfraArgs {
     }
 }
 
-/// `infra apply` for other commands: `up` on the dsql profile calls it when no cluster is
-/// configured (`yes` skips the confirmation, as `--yes` does).
-#[allow(dead_code)] // until `up` calls it
-pub(crate) fn apply_infra(ctx: &Context, yes: bool) -> Result<()> {
-    apply(ctx, &ApplyArgs { plan: PlanArgs { any_region: false }, yes })
-}
-
 /// Settings, workspace and state, checked against each other before Terraform runs.
 struct Prepared {
     settings: Settings,

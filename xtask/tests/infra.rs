@@ -2,7 +2,7 @@
 //! server. Every test has a sandbox of its own (config file through `TDSQL_CONFIG_FILE`, state
 //! and working data through `TDSQL_TF_STATE_DIR`), so the repository's config.toml and state are
 //! never touched and the tests run in parallel. Terraform runs cost ~10 s each here, so the
-//! Terraform-backed behaviour is checked in two sequences rather than many small tests.
+//! Terraform-backed behaviour is checked in three short sequences rather than many small tests.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -252,11 +252,16 @@ fn terraform_module_is_formatted_and_valid() {
     }
 }
 
+/// The names of the tables terraform/shared derives for the sandbox's project.
+fn table_names(sandbox: &Sandbox) -> (String, String) {
+    (format!("{}-dsql-rate-limiter", sandbox.project), format!("{}-dsql-conn-lease", sandbox.project))
+}
+
 /// apply (cluster + tables) → config write-back with comments kept → status → output → a second
-/// apply changes nothing → destroy removes everything and clears the config keys.
+/// apply changes nothing. (Destroy has a test of its own, so that neither runs long.)
 #[test]
-fn apply_status_reapply_and_destroy_round_trip_on_moto() {
-    let sandbox = Sandbox::new("roundtrip");
+fn apply_writes_back_status_reports_and_a_second_apply_changes_nothing() {
+    let sandbox = Sandbox::new("apply");
     sandbox.write_config(true, REGION);
     sandbox.write_tfvars("deletion_protection = false\ntags = { Owner = \"infra-test\" }\n");
 
@@ -266,8 +271,7 @@ fn apply_status_reapply_and_destroy_round_trip_on_moto() {
     let endpoint = format!("{identifier}.dsql.{REGION}.on.aws");
     assert!(applied.stdout.contains(&endpoint), "apply prints the endpoint:\n{}", applied.stdout);
     assert_eq!(cluster_on_moto(&identifier), Some(false), "the cluster exists, deletion protection off");
-    let rate_limiter = format!("{}-dsql-rate-limiter", sandbox.project);
-    let conn_lease = format!("{}-dsql-conn-lease", sandbox.project);
+    let (rate_limiter, conn_lease) = table_names(&sandbox);
     for table in [&rate_limiter, &conn_lease] {
         assert_eq!(
             table_on_moto(table),
@@ -309,6 +313,20 @@ fn apply_status_reapply_and_destroy_round_trip_on_moto() {
         config,
         "config.toml is left as it was"
     );
+    assert_eq!(output_of(&sandbox, "dsql_cluster_identifier"), identifier, "the same cluster");
+}
+
+/// With deletion protection off in the test variables, destroy removes the cluster and both
+/// tables, leaves the committed module alone and clears the keys apply wrote.
+#[test]
+fn destroy_removes_everything_and_clears_the_config() {
+    let sandbox = Sandbox::new("destroy");
+    sandbox.write_config(true, REGION);
+    sandbox.write_tfvars("deletion_protection = false\n");
+    sandbox.run(&["infra", "apply", "--yes"]).success();
+    let identifier = output_of(&sandbox, "dsql_cluster_identifier");
+    let (rate_limiter, conn_lease) = table_names(&sandbox);
+    assert!(cluster_on_moto(&identifier).is_some() && table_on_moto(&rate_limiter).is_some());
 
     let destroyed = sandbox.run(&["infra", "destroy", "--confirm", &sandbox.project]).success();
     assert!(destroyed.stderr.contains(&format!("destroyed cluster {identifier}")), "{}", destroyed.stderr);
@@ -323,6 +341,7 @@ fn apply_status_reapply_and_destroy_round_trip_on_moto() {
     );
     let config = std::fs::read_to_string(sandbox.config_file()).unwrap();
     assert!(!config.contains(&identifier), "destroy clears dsql.identifier:\n{config}");
+    assert!(!config.contains(&rate_limiter), "and the table names:\n{config}");
     assert!(config.contains("# resource prefix"), "and keeps the comments:\n{config}");
 }
 
@@ -355,7 +374,7 @@ fn a_cluster_deleted_outside_terraform_and_prevent_destroy_are_explained() {
     ]);
     assert!(plan.stderr.contains("+ create aws_dsql_cluster.this"), "{}", plan.stderr);
 
-    let rate_limiter = format!("{}-dsql-rate-limiter", sandbox.project);
+    let (rate_limiter, _) = table_names(&sandbox);
     let mut config = std::fs::read_to_string(sandbox.config_file()).unwrap();
     config = config.replace("enabled = true", "enabled = false");
     std::fs::write(sandbox.config_file(), config).unwrap();
