@@ -216,6 +216,9 @@ struct Report {
     counts: Counts,
     /// Completed workflows per second, from the first start to the last completion.
     achieved_rate: f64,
+    /// What `achieved_rate` would be if every scheduled workflow completed at once: all starts
+    /// over the duration (lower than the target rate when there is a ramp-up).
+    scheduled_rate: f64,
     /// Completions per second between the end of the ramp-up and the end of the duration.
     steady_rate: f64,
     /// Starts sent per second over the generation window.
@@ -451,6 +454,7 @@ impl LoadArgs {
             namespace: self.target.namespace.clone(),
             task_queue: task_queue.to_owned(),
             passed: failure_reasons.is_empty(),
+            scheduled_rate: round3(per_second(counts.scheduled, self.duration)),
             counts,
             achieved_rate: round3(achieved_rate),
             steady_rate: round3(steady_rate),
@@ -640,9 +644,11 @@ fn print_summary(r: &Report) {
         "load: scheduled {}, started {}, start failed {}, completed {}, failed {}, unfinished {}",
         c.scheduled, c.started, c.start_failed, c.completed, c.failed, c.unfinished
     );
+    let ramp = if r.ramp_up_s > 0.0 { format!(" after a {} s ramp-up", r.ramp_up_s) } else { String::new() };
     println!(
-        "load: achieved {:.2} wf/s (target {}), steady {:.2} wf/s, starts {:.2}/s, {:.1} s in all",
-        r.achieved_rate, r.target_rate, r.steady_rate, r.start_rate, r.elapsed_s
+        "load: achieved {:.2} wf/s of {:.2} scheduled (target {}/s{ramp}); after the ramp-up {:.2} completed/s; \
+         starts sent {:.2}/s; {:.1} s in all",
+        r.achieved_rate, r.scheduled_rate, r.target_rate, r.steady_rate, r.start_rate, r.elapsed_s
     );
     let l = &r.latency_ms;
     println!(
