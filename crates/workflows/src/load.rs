@@ -518,6 +518,9 @@ impl Plan {
 
     async fn run(&self, shared: &Arc<Shared>) -> Result<Generated> {
         let client = self.target.connect().await.context("the generator cannot connect")?;
+        // Result polls get a connection of their own: thousands of them waiting on a slow server
+        // must not queue the starts behind them.
+        let results = self.target.connect().await.context("the generator cannot connect")?;
         let total = self.schedule.total();
         let began = Instant::now();
         let deadline = began + Duration::from_secs_f64(self.schedule.duration) + self.drain;
@@ -540,7 +543,14 @@ impl Plan {
             let options = WorkflowStartOptions::new(self.task_queue.clone(), workflow_id.clone())
                 .execution_timeout(execution_timeout)
                 .build();
-            let job = Job { client: client.clone(), shared: shared.clone(), workflow_id, options, began };
+            let job = Job {
+                client: client.clone(),
+                results: results.clone(),
+                shared: shared.clone(),
+                workflow_id,
+                options,
+                began,
+            };
             match self.kind {
                 Kind::Simple => tasks.spawn(job.drive(SimpleWorkflow::run, ())),
                 Kind::Activities => tasks.spawn(job.drive(ActivitiesWorkflow::run, self.activities)),
@@ -566,6 +576,7 @@ impl Plan {
 /// One workflow: start it, wait for its result, count it.
 struct Job {
     client: Client,
+    results: Client,
     shared: Arc<Shared>,
     workflow_id: String,
     options: WorkflowStartOptions,
@@ -579,15 +590,13 @@ impl Job {
         W::Input: Send,
     {
         let sent = Instant::now();
-        let handle = match self.client.start_workflow(workflow, input, self.options).await {
-            Ok(handle) => handle,
-            Err(err) => {
-                self.shared.start_failed.fetch_add(1, Ordering::Relaxed);
-                self.shared.error(&self.workflow_id, &anyhow::Error::new(err).context("start failed"));
-                return;
-            }
-        };
+        if let Err(err) = self.client.start_workflow(workflow, input, self.options).await {
+            self.shared.start_failed.fetch_add(1, Ordering::Relaxed);
+            self.shared.error(&self.workflow_id, &anyhow::Error::new(err).context("start failed"));
+            return;
+        }
         self.shared.started.fetch_add(1, Ordering::Relaxed);
+        let handle = self.results.get_workflow_handle::<W>(self.workflow_id.clone());
         match handle.get_result(WorkflowGetResultOptions::default()).await {
             Ok(_) => {
                 let now = Instant::now();

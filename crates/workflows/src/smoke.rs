@@ -153,10 +153,19 @@ impl SmokeArgs {
             shutdown();
             outcomes
         };
-        let (worker_result, outcomes) = tokio::join!(worker.run(), checks);
-        if let Err(err) = worker_result {
-            bail!("the smoke worker stopped: {err}");
-        }
+        let run = worker.run();
+        tokio::pin!(checks, run);
+        // A worker that stops early would leave every check waiting for its timeout.
+        let outcomes = tokio::select! {
+            outcomes = &mut checks => {
+                run.await.map_err(|err| anyhow!("{err}")).context("the smoke worker stopped with an error")?;
+                outcomes
+            }
+            result = &mut run => {
+                let why = result.err().map_or_else(String::new, |err| format!(": {err}"));
+                bail!("the smoke worker stopped before the checks finished{why}");
+            }
+        };
 
         let failed = outcomes.iter().filter(|o| !o.passed).count();
         let passed = failed == 0;
