@@ -738,6 +738,9 @@ impl<'a> Migrator<'a> {
                 self.execute(version.version, step).await?;
                 statements += 1;
             }
+            if self.options.dialect == Dialect::Dsql {
+                self.wait_for_leftover_jobs().await?;
+            }
             self.record_version(version).await?;
             lease.renewed = Instant::now();
             self.emit(Event::VersionRecorded { version: version.version });
@@ -757,34 +760,59 @@ impl<'a> Migrator<'a> {
         let Some(index) = &step.awaits_index else { return Ok(()) };
         // CREATE INDEX ASYNC returns the job id; IF NOT EXISTS on an existing index returns none.
         let job_id = messages.iter().find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => row.get("job_id").or_else(|| row.get(0)).map(str::to_owned),
+            SimpleQueryMessage::Row(row) => {
+                let named = row.try_get("job_id").ok().flatten();
+                named.or_else(|| row.try_get(0).ok().flatten()).map(str::to_owned)
+            }
             _ => None,
         });
         let Some(job_id) = job_id else { return Ok(()) };
         self.emit(Event::IndexJobWaiting { index: index.clone(), job_id: job_id.clone() });
         let started = Instant::now();
-        let wait = format!("SELECT sys.wait_for_job({})", quote_literal(&job_id));
+        self.wait_for_job(index, &job_id).await?;
+        self.emit(Event::IndexJobDone { index: index.clone(), waited: started.elapsed() });
+        Ok(())
+    }
+
+    /// Waits for index jobs a killed run left behind: re-running `CREATE INDEX ASYNC IF NOT EXISTS`
+    /// on such an index returns no job to wait on, and a version is only recorded once its
+    /// indexes are built. Best effort: if `sys.jobs` cannot be read, the jobs this run submitted
+    /// were already awaited one by one.
+    async fn wait_for_leftover_jobs(&mut self) -> Result<(), MigrateError> {
+        let Ok(jobs) = self.pending_jobs().await else { return Ok(()) };
+        for job in jobs {
+            let index = format!("(job left by an earlier run, {})", job.status);
+            self.emit(Event::IndexJobWaiting { index: index.clone(), job_id: job.job_id.clone() });
+            let started = Instant::now();
+            self.wait_for_job(&index, &job.job_id).await?;
+            self.emit(Event::IndexJobDone { index, waited: started.elapsed() });
+        }
+        Ok(())
+    }
+
+    /// Blocks on `sys.wait_for_job`; a job that did not succeed is an error with its details.
+    async fn wait_for_job(&self, index: &str, job_id: &str) -> Result<(), MigrateError> {
+        let wait = format!("SELECT sys.wait_for_job({})", quote_literal(job_id));
         let rows = self
             .retried(
                 || format!("waiting for the job {job_id} of index {index}"),
                 || self.client.simple_query(&wait),
             )
             .await?;
-        let succeeded = rows
-            .iter()
-            .any(|m| matches!(m, SimpleQueryMessage::Row(row) if matches!(row.get(0), Some("t" | "true"))));
-        if !succeeded {
-            let details = self
-                .client
-                .query_opt("SELECT details::text FROM sys.jobs WHERE job_id::text = $1", &[&job_id])
-                .await
-                .ok()
-                .flatten()
-                .and_then(|row| row.get(0));
-            return Err(MigrateError::IndexJobFailed { index: index.clone(), job_id, details });
+        let succeeded = rows.iter().any(
+            |m| matches!(m, SimpleQueryMessage::Row(row) if matches!(row.try_get(0), Ok(Some("t" | "true")))),
+        );
+        if succeeded {
+            return Ok(());
         }
-        self.emit(Event::IndexJobDone { index: index.clone(), waited: started.elapsed() });
-        Ok(())
+        let details = self
+            .client
+            .query_opt("SELECT details::text FROM sys.jobs WHERE job_id::text = $1", &[&job_id])
+            .await
+            .ok()
+            .flatten()
+            .and_then(|row| row.get(0));
+        Err(MigrateError::IndexJobFailed { index: index.to_owned(), job_id: job_id.to_owned(), details })
     }
 
     /// Creates one of the migrator's tables; tolerates another migrator creating it at the same
