@@ -90,18 +90,17 @@ async fn main() {
         "schema setup benchmark: {rounds} rounds, medians, PostgreSQL at {}",
         url_for("…").replace(&password_of(&pg_url()), "***")
     );
-    println!("  full setup to latest (migrator, connect included): {:>8.1} ms", ms(ours));
-    println!("  psql -f of the same {statements} statements:           {:>8.1} ms", ms(floor));
-    println!(
-        "  ratio migrator / psql:                            {:>8.2}",
-        ours.as_secs_f64() / floor.as_secs_f64()
-    );
-    println!("  no-op re-run (connect + read + nothing to do):    {:>8.1} ms", ms(noop));
-    println!("    of which connecting (SCRAM auth in this build): {:>8.1} ms", ms(connect_time));
-    println!(
-        "  no-op re-run without the connect:                 {:>8.1} ms",
-        ms(noop.saturating_sub(connect_time))
-    );
+    let rows = [
+        ("full setup to latest (migrator, connect included)".to_owned(), format!("{:.1} ms", ms(ours))),
+        (format!("psql -f of the same {statements} statements, one session"), format!("{:.1} ms", ms(floor))),
+        ("ratio migrator / psql".to_owned(), format!("{:.2}", ours.as_secs_f64() / floor.as_secs_f64())),
+        ("no-op re-run (connect + read + nothing to do)".to_owned(), format!("{:.1} ms", ms(noop))),
+        ("  of which connecting (SCRAM auth)".to_owned(), format!("{:.1} ms", ms(connect_time))),
+        ("  without the connect".to_owned(), format!("{:.1} ms", ms(noop.saturating_sub(connect_time)))),
+    ];
+    for (label, value) in rows {
+        println!("  {label:<52} {value:>10}");
+    }
 }
 
 fn password_of(url: &str) -> String {
