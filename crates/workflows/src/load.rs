@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde::Serialize;
-use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions};
+use temporalio_client::{
+    Client, WorkflowGetResultOptions, WorkflowStartOptions, errors::WorkflowGetResultError, tonic,
+};
 use temporalio_common::HasWorkflowDefinition;
 use temporalio_sdk::Runtime;
 
@@ -176,6 +178,8 @@ struct Shared {
     start_failed: AtomicU64,
     completed: AtomicU64,
     failed: AtomicU64,
+    /// Waits for a result that the server refused or cut off and that were made again.
+    result_retries: AtomicU64,
     /// Per completed workflow: (completion time since the run began, latency).
     finished: Mutex<Vec<(Duration, Duration)>>,
     /// How late each start was against its schedule.
@@ -214,6 +218,8 @@ struct Report {
     namespace: String,
     task_queue: String,
     counts: Counts,
+    /// Waits for a result the server refused or cut off (made again; a sign of an overloaded server).
+    result_retries: u64,
     /// Completed workflows per second, from the first start to the last completion.
     achieved_rate: f64,
     /// What `achieved_rate` would be if every scheduled workflow completed at once: all starts
@@ -455,6 +461,7 @@ impl LoadArgs {
             task_queue: task_queue.to_owned(),
             passed: failure_reasons.is_empty(),
             scheduled_rate: round3(per_second(counts.scheduled, self.duration)),
+            result_retries: shared.result_retries.load(Ordering::Relaxed),
             counts,
             achieved_rate: round3(achieved_rate),
             steady_rate: round3(steady_rate),
@@ -597,19 +604,36 @@ impl Job {
         }
         self.shared.started.fetch_add(1, Ordering::Relaxed);
         let handle = self.results.get_workflow_handle::<W>(self.workflow_id.clone());
-        match handle.get_result(WorkflowGetResultOptions::default()).await {
-            Ok(_) => {
-                let now = Instant::now();
-                let mut finished = self.shared.finished.lock().expect("lock is never poisoned");
-                finished.push((now - self.began, now - sent));
-                self.shared.completed.fetch_add(1, Ordering::Relaxed);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match handle.get_result(WorkflowGetResultOptions::default()).await {
+                Ok(_) => {
+                    let now = Instant::now();
+                    let mut finished = self.shared.finished.lock().expect("lock is never poisoned");
+                    finished.push((now - self.began, now - sent));
+                    self.shared.completed.fetch_add(1, Ordering::Relaxed);
+                }
+                // The wait for the result was refused or cut off (an overloaded server limits
+                // concurrent long polls per namespace); the workflow itself is still running.
+                Err(WorkflowGetResultError::Rpc(status)) if transient(status.code()) => {
+                    self.shared.result_retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+                Err(err) => {
+                    self.shared.failed.fetch_add(1, Ordering::Relaxed);
+                    self.shared.error(&self.workflow_id, &anyhow::Error::new(err).context("workflow failed"));
+                }
             }
-            Err(err) => {
-                self.shared.failed.fetch_add(1, Ordering::Relaxed);
-                self.shared.error(&self.workflow_id, &anyhow::Error::new(err).context("workflow failed"));
-            }
+            return;
         }
     }
+}
+
+/// gRPC codes after which waiting for a result again makes sense.
+fn transient(code: tonic::Code) -> bool {
+    matches!(code, tonic::Code::ResourceExhausted | tonic::Code::Unavailable | tonic::Code::DeadlineExceeded)
 }
 
 /// Shows progress until the generator is done: a live line on a terminal, a line every 10 s
@@ -653,6 +677,12 @@ fn print_summary(r: &Report) {
         "load: scheduled {}, started {}, start failed {}, completed {}, failed {}, unfinished {}",
         c.scheduled, c.started, c.start_failed, c.completed, c.failed, c.unfinished
     );
+    if r.result_retries > 0 {
+        println!(
+            "load: the server refused or cut off {} waits for a result (waited again)",
+            r.result_retries
+        );
+    }
     let ramp = if r.ramp_up_s > 0.0 { format!(" after a {} s ramp-up", r.ramp_up_s) } else { String::new() };
     println!(
         "load: achieved {:.2} wf/s of {:.2} scheduled (target {}/s{ramp}); after the ramp-up {:.2} completed/s; \
