@@ -92,11 +92,12 @@ pub(crate) struct Tuning {
     pub(crate) pollers: usize,
 }
 
-/// A worker on `task_queue` that runs every workflow and activity of the suite.
+/// Worker `index` on `task_queue`, running every workflow and activity of the suite.
 pub(crate) fn worker(
     runtime: &Runtime,
     client: Client,
     task_queue: &str,
+    index: usize,
     tuning: Option<Tuning>,
 ) -> Result<Worker> {
     use temporalio_sdk::runtime::PollerBehavior;
@@ -109,8 +110,9 @@ pub(crate) fn worker(
             .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
             .build()
     });
-    // A fixed build id: the SDK's default hashes the whole executable (90 MB in a debug build).
-    let build_id = format!("tdsql-workflows-{}", env!("CARGO_PKG_VERSION"));
+    // A build id of our own: the SDK's default hashes the whole executable (90 MB in a debug
+    // build), and two workers of one process on one task queue need different ones.
+    let build_id = format!("tdsql-workflows-{}-{index}", env!("CARGO_PKG_VERSION"));
     let options = WorkerOptions::new(task_queue)
         .deployment_options(WorkerDeploymentOptions::from_build_id(build_id))
         .maybe_tuner(tuner)

@@ -305,7 +305,7 @@ impl LoadArgs {
             .context("cannot start the Temporal SDK runtime")?;
         let tuning = Tuning { slots: self.slots, pollers: self.pollers };
         let mut workers = (0..self.workers)
-            .map(|_| client::worker(&runtime, client.clone(), &task_queue, Some(tuning)))
+            .map(|index| client::worker(&runtime, client.clone(), &task_queue, index, Some(tuning)))
             .collect::<Result<Vec<_>>>()?;
         let shutdowns: Vec<_> = workers.iter().map(temporalio_sdk::Worker::shutdown_handle).collect();
 

@@ -132,7 +132,7 @@ impl SmokeArgs {
         let runtime = Runtime::from_current_tokio(Default::default())
             .map_err(|err| anyhow!("{err}"))
             .context("cannot start the Temporal SDK runtime")?;
-        let mut worker = client::worker(&runtime, client.clone(), &task_queue, None)?;
+        let mut worker = client::worker(&runtime, client.clone(), &task_queue, 0, None)?;
         let shutdown = worker.shutdown_handle();
         println!(
             "smoke: frontend {}, namespace {}, task queue {task_queue}",

@@ -137,6 +137,8 @@ fn load_counts_add_up_and_thresholds_decide_the_exit_code() {
         "activities",
         "--activities",
         "2",
+        "--workers",
+        "2",
         "--max-failed",
         "0",
         "--max-p99",
