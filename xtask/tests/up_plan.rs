@@ -148,7 +148,8 @@ fn an_unknown_service_is_refused_with_the_known_ones() {
 
 #[test]
 fn every_xtask_command_up_runs_exists() {
-    let commands: &[&[&str]] = &[&["build", "--source", "x"], &["schema", "setup"], &["schema", "update"]];
+    let commands: &[&[&str]] =
+        &[&["build", "--source", "x"], &["schema", "setup"], &["schema", "update"], &["infra", "apply"]];
     for args in commands {
         let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
             .args(*args)
