@@ -211,7 +211,15 @@ impl Workspace {
         for mount in mounts {
             cmd = cmd.arg("--volume").arg(volume(&mount, &mount, ""));
         }
-        cmd = cmd.args(["--env", "HOME=/tmp/terraform-home", "--env", "TF_IN_AUTOMATION=1"]);
+        // CHECKPOINT_DISABLE: no version check, which would write under the (not writable) HOME.
+        cmd = cmd.args([
+            "--env",
+            "HOME=/tmp/terraform-home",
+            "--env",
+            "TF_IN_AUTOMATION=1",
+            "--env",
+            "CHECKPOINT_DISABLE=1",
+        ]);
         if let Some(home) = std::env::var_os("HOME").map(PathBuf::from)
             && home.join(".aws").is_dir()
         {
