@@ -7,28 +7,14 @@ use std::time::Duration;
 
 use tdsql_reservoir::retry::{ConditionFailed, TxError, fenced_execute};
 use tdsql_reservoir::{
-    ConnectConfig, ConnectError, ErrorClass, IamTokenConfig, IamTokenProvider, Metrics, PgConnector,
-    RetryConfig, RetryError, RetryPolicy, StaticPassword, Tls, TokenDuration, TokenError, TokenProvider,
+    ConnectError, ErrorClass, IamTokenConfig, IamTokenProvider, Metrics, PgConnector, RetryConfig,
+    RetryError, RetryPolicy, StaticPassword, Tls, TokenDuration, TokenError, TokenProvider,
 };
 use tdsql_test_support::{describe, fresh_database};
 use tokio::sync::Notify;
 
-/// Connect settings and password of a harness database.
-fn local(config: &tokio_postgres::Config) -> (ConnectConfig, StaticPassword) {
-    let host = match &config.get_hosts()[0] {
-        tokio_postgres::config::Host::Tcp(h) => h.clone(),
-        other => panic!("the test PostgreSQL is expected on TCP, got {other:?}"),
-    };
-    let password =
-        String::from_utf8(config.get_password().expect("the URL has a password").to_vec()).unwrap();
-    let settings = ConnectConfig::local(
-        host,
-        config.get_ports()[0],
-        config.get_user().expect("the URL has a user"),
-        config.get_dbname().expect("the URL has a database"),
-    );
-    (settings, StaticPassword::new(password))
-}
+mod common;
+use common::local;
 
 async fn connector(label: &str) -> PgConnector {
     let (settings, password) = local(&fresh_database(label).await);

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,23 +16,10 @@ use tdsql_reservoir::{
     PgConnection, PgConnector, Reservoir, ReservoirConfig, RetryConfig, RetryPolicy, StaticPassword,
 };
 use tdsql_test_support::{connect, fresh_database, pg_config};
-use tokio::time::Instant;
 
-fn local(config: &tokio_postgres::Config) -> (ConnectConfig, StaticPassword) {
-    let host = match &config.get_hosts()[0] {
-        tokio_postgres::config::Host::Tcp(h) => h.clone(),
-        other => panic!("the test PostgreSQL is expected on TCP, got {other:?}"),
-    };
-    let password =
-        String::from_utf8(config.get_password().expect("the URL has a password").to_vec()).unwrap();
-    let settings = ConnectConfig::local(
-        host,
-        config.get_ports()[0],
-        config.get_user().expect("the URL has a user"),
-        config.get_dbname().expect("the URL has a database"),
-    );
-    (settings, StaticPassword::new(password))
-}
+mod common;
+use common::local;
+use tokio::time::Instant;
 
 fn quick(target: usize) -> ReservoirConfig {
     ReservoirConfig {
@@ -309,33 +296,12 @@ struct PrivatePg {
 }
 
 impl PrivatePg {
+    /// The server binaries the harness found (`TDSQL_PG_BINDIR`).
     fn bindir() -> PathBuf {
-        let has_server = |d: &Path| d.join("initdb").is_file() && d.join("postgres").is_file();
-        if let Some(dir) = std::env::var_os("TDSQL_PG_BINDIR") {
-            return PathBuf::from(dir);
-        }
-        let from_pg_config = Command::new("pg_config")
-            .arg("--bindir")
-            .output()
-            .ok()
-            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-        let mut versioned: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .map(|e| e.path().join("bin"))
-            .collect();
-        versioned.sort();
-        versioned.reverse();
-        from_pg_config
-            .into_iter()
-            .chain(versioned)
-            .chain(["/usr/local/pgsql/bin", "/usr/local/bin", "/opt/homebrew/bin"].map(PathBuf::from))
-            .find(|d| has_server(d))
-            .expect(
-                "no PostgreSQL server binaries (initdb, postgres) found for the restart test: install the \
-                 PostgreSQL server (apt-get install postgresql) or set TDSQL_PG_BINDIR",
-            )
+        PathBuf::from(tdsql_test_support::require_env(
+            "TDSQL_PG_BINDIR",
+            "local PostgreSQL server binaries for the restart test",
+        ))
     }
 
     /// The `postgres` OS user when running as root (initdb and postgres refuse root).

@@ -149,6 +149,9 @@ impl Services {
         let pg = postgres::start(ctx, &scratch, cleanup)?;
         eprintln!("  postgresql: {}", pg.redacted_url);
         env.push(("TDSQL_TEST_PG_URL".to_owned(), pg.url));
+        if let Some(bindir) = pg.bindir {
+            env.push(("TDSQL_PG_BINDIR".to_owned(), bindir.display().to_string()));
+        }
 
         let moto = pytools::start_moto(&tools, &scratch, cleanup)?;
         eprintln!("  moto:       {moto}");

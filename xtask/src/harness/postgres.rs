@@ -23,13 +23,16 @@ pub(super) struct Postgres {
     pub(super) url: String,
     /// The same URL without the password, for printing.
     pub(super) redacted_url: String,
+    /// The local server binaries used, handed on to tests that start a server of their own.
+    pub(super) bindir: Option<PathBuf>,
 }
 
 pub(super) fn start(ctx: &Context, scratch: &Path, cleanup: &Cleanup) -> Result<Postgres> {
     let password = random_hex(16)?;
     let port = free_port()?;
-    if let Some(bindir) = find_bindir(ctx) {
-        start_local(&bindir, scratch, port, &password, cleanup)?;
+    let bindir = find_bindir(ctx);
+    if let Some(bindir) = &bindir {
+        start_local(bindir, scratch, port, &password, cleanup)?;
     } else if docker_engine_reachable(ctx) {
         start_container(ctx, port, &password, cleanup)?;
     } else {
@@ -43,6 +46,7 @@ pub(super) fn start(ctx: &Context, scratch: &Path, cleanup: &Cleanup) -> Result<
     Ok(Postgres {
         url: format!("postgres://postgres:{password}@127.0.0.1:{port}/postgres"),
         redacted_url: format!("postgres://postgres:***@127.0.0.1:{port}/postgres"),
+        bindir,
     })
 }
 
