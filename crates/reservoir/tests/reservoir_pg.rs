@@ -53,14 +53,29 @@ async fn fills_checks_out_and_returns_real_connections() {
     let connector = PgConnector::new(settings, Arc::new(password)).unwrap();
     let reservoir = Reservoir::builder(connector).config(quick(4)).build().unwrap();
     reservoir.ready(4, Duration::from_secs(20)).await.unwrap();
-    {
+    let pid = {
         let conn = reservoir.checkout().await.unwrap();
         let n: i32 = conn.query_one("SELECT 41 + 1", &[]).await.unwrap().get(0);
         assert_eq!(n, 42);
         assert_eq!(reservoir.status().in_use, 1);
+        backend_pid(&conn).await
+    };
+    // The checkout took the reservoir under its ready target, so the refiller may be opening a
+    // fifth connection, which can land before or after the return: count only once it is settled.
+    wait_for("the refiller to settle", Duration::from_secs(20), || reservoir.status().connecting == 0).await;
+    let (status, stats) = (reservoir.status(), reservoir.statistics());
+    assert_eq!(status.in_use, 0);
+    assert!((4..=5).contains(&stats.refills), "{stats:?}");
+    let discarded = stats.discarded_broken + stats.discarded_lifetime + stats.discarded_other;
+    assert_eq!((status.ready, discarded), (usize::try_from(stats.refills).unwrap(), 0), "{stats:?}");
+    // The returned connection itself is among the ready ones, not closed and replaced.
+    let held = futures_all(&reservoir, status.ready).await;
+    let mut pids = HashSet::new();
+    for conn in &held {
+        pids.insert(backend_pid(conn).await);
     }
-    let status = reservoir.status();
-    assert_eq!((status.in_use, status.ready), (0, 4));
+    assert!(pids.contains(&pid), "the returned connection ({pid}) is not among the ready ones {pids:?}");
+    drop(held);
     assert!(tasks() > before);
     reservoir.close().await;
     // The refiller and every connection's driver task end with it.
