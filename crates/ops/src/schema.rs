@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
+use tdsql_reservoir::connect::iam_action;
 use tdsql_reservoir::{
-    ConnectConfig, IamTokenConfig, IamTokenProvider, Metrics, PgConnection, PgConnector, StaticPassword, Tls,
-    TokenProvider,
+    ConnectConfig, ConnectError, IamTokenConfig, IamTokenProvider, Metrics, PgConnection, PgConnector,
+    StaticPassword, Tls, TokenProvider,
 };
 use tdsql_schema::{Dialect, Event, Migrator, Options, Outcome, Plan, Request, SchemaVersion, Status};
 
@@ -63,7 +64,7 @@ enum SchemaCommand {
     /// Install the schema (default: the latest version); completes an unfinished run
     Setup {
         /// Version to install, e.g. 1.0 [default: the latest]
-        #[arg(long)]
+        #[arg(long, value_parser = known_version)]
         version: Option<SchemaVersion>,
         /// Drop every table first (asks for confirmation unless --yes)
         #[arg(long)]
@@ -75,7 +76,7 @@ enum SchemaCommand {
     /// Apply the versions after the installed one
     Update {
         /// Version to reach [default: the latest]
-        #[arg(long)]
+        #[arg(long, value_parser = known_version)]
         version: Option<SchemaVersion>,
     },
     /// Installed vs expected version, the lock, unfinished runs and index jobs
@@ -83,7 +84,7 @@ enum SchemaCommand {
     /// Print the statements `setup` would run, for this dialect; writes nothing
     Plan {
         /// Version to plan for [default: the latest]
-        #[arg(long)]
+        #[arg(long, value_parser = known_version)]
         version: Option<SchemaVersion>,
         /// Plan a setup --overwrite
         #[arg(long, conflicts_with = "offline")]
@@ -95,9 +96,22 @@ enum SchemaCommand {
     /// Compare the live catalog with the embedded schema; non-zero exit on drift
     Verify {
         /// Version to compare with [default: the installed one]
-        #[arg(long)]
+        #[arg(long, value_parser = known_version)]
         version: Option<SchemaVersion>,
     },
+}
+
+/// `--version`: a version of the embedded schema; anything else is refused before connecting,
+/// with the versions there are.
+fn known_version(text: &str) -> Result<SchemaVersion, String> {
+    let schema =
+        tdsql_schema::Schema::embedded().map_err(|e| format!("the embedded schema is broken: {e}"))?;
+    let version: SchemaVersion = text.parse().map_err(|e| {
+        let known: Vec<String> = schema.versions().iter().map(ToString::to_string).collect();
+        format!("{e}; known versions: {}", known.join(", "))
+    })?;
+    schema.find(version).map_err(|e| e.to_string())?;
+    Ok(version)
 }
 
 /// A resolved, validated connection target.
@@ -219,15 +233,46 @@ async fn connect(target: &Resolved) -> Result<PgConnection> {
         }
     };
     let connector = PgConnector::new(config, tokens)?;
-    connector.connect().await.with_context(|| {
-        let hint = match target.dialect {
-            Dialect::Postgres => {
-                "; is the local stack up? (`cargo xtask up` publishes its PostgreSQL on 127.0.0.1)"
-            }
-            Dialect::Dsql => "",
-        };
-        format!("cannot connect to {}{hint}", target.describe())
-    })
+    connector.connect().await.map_err(|error| anyhow::anyhow!("{}", refused(target, &error)))
+}
+
+/// The message for a failed connect: what the server or the network said, with its causes, then
+/// what follows from this target (for DSQL, where the token's region came from, which tells a
+/// missing permission from a wrong region).
+fn refused(target: &Resolved, error: &ConnectError) -> String {
+    let mut text = format!("cannot connect to {}: {error}", target.describe());
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    let region = target.region.as_deref().unwrap_or_default();
+    let action = iam_action(&target.user);
+    let identity = "`aws sts get-caller-identity` shows the identity the token was signed with";
+    let advice = match (target.dialect, error) {
+        (Dialect::Dsql, ConnectError::AccessDenied { .. }) => match endpoint_region(&target.host) {
+            Some(named) => format!(
+                "\nthe token was signed for {region}, the region in the endpoint's name ({named}), so the region is \
+                 right: the AWS identity lacks {action} on this cluster (or its role mapping); {identity}"
+            ),
+            None => format!(
+                "\nthe token was signed for {region} (--region, config key project.region), and the endpoint's name \
+                 does not say the cluster's region: if the cluster is elsewhere, fix project.region; otherwise the \
+                 AWS identity lacks {action} on this cluster; {identity}"
+            ),
+        },
+        (Dialect::Dsql, ConnectError::TokenExpired { .. }) => {
+            "\nthe token was signed moments ago, so this machine's clock is off: compare `date -u` with a time \
+             server and fix the clock"
+                .to_owned()
+        }
+        (Dialect::Postgres, ConnectError::Failed { .. } | ConnectError::Timeout { .. }) => {
+            "; is the local stack up? (`cargo xtask up` publishes its PostgreSQL on 127.0.0.1)".to_owned()
+        }
+        _ => String::new(),
+    };
+    text.push_str(&advice);
+    text
 }
 
 impl SchemaArgs {
@@ -502,9 +547,86 @@ mod tests {
     #[test]
     fn unknown_versions_and_dialects_are_refused_at_parse_time() {
         let err = resolve(&["setup", "--version", "one"]).unwrap_err().to_string();
-        assert!(err.contains("not a schema version"), "{err}");
+        assert!(
+            err.contains(
+                "`one` is not a schema version (expected something like 1.1); known versions: 1.0, 1.1"
+            ),
+            "{err}"
+        );
+        for command in ["setup", "update", "plan", "verify"] {
+            let err = resolve(&[command, "--version", "2.0"]).unwrap_err().to_string();
+            assert!(err.contains("unknown schema version 2.0; known versions: 1.0, 1.1"), "{command}: {err}");
+        }
+        assert!(resolve(&["setup", "--version", "v1.0"]).is_ok());
         let err = resolve(&["--dialect", "mysql", "status"]).unwrap_err().to_string();
         assert!(err.contains("known dialects: dsql, postgres"), "{err}");
+    }
+
+    fn denied(target: &Resolved) -> ConnectError {
+        ConnectError::AccessDenied {
+            host: target.host.clone(),
+            user: target.user.clone(),
+            message: "unable to accept connection, access denied".to_owned(),
+        }
+    }
+
+    #[test]
+    fn access_denied_on_a_standard_endpoint_is_a_missing_permission_not_the_region() {
+        let target = resolve(&["--dialect", "dsql", "--endpoint", ENDPOINT, "setup"]).unwrap();
+        let text = refused(&target, &denied(&target));
+        assert!(
+            text.starts_with(&format!(
+                "cannot connect to {ENDPOINT}:5432/postgres as admin (dsql dialect): {ENDPOINT} denied access to \
+                 admin: unable to accept connection, access denied;"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "\nthe token was signed for us-east-1, the region in the endpoint's name (us-east-1), so the region \
+                 is right: the AWS identity lacks dsql:DbConnectAdmin on this cluster (or its role mapping); `aws sts \
+                 get-caller-identity` shows the identity the token was signed with"
+            ),
+            "{text}"
+        );
+        let app = resolve(&["--dialect", "dsql", "--endpoint", ENDPOINT, "--user", "app", "setup"]).unwrap();
+        let text = refused(&app, &denied(&app));
+        assert!(text.contains("lacks dsql:DbConnect on this cluster (or its role mapping)"), "{text}");
+        assert!(text.contains("`AWS IAM GRANT app TO '<role arn>'`"), "{text}");
+        assert!(!text.contains("DbConnectAdmin"), "{text}");
+    }
+
+    #[test]
+    fn access_denied_on_an_endpoint_without_a_region_points_at_the_region_too() {
+        let target = resolve(&[
+            "--dialect",
+            "dsql",
+            "--endpoint",
+            "db.internal.example",
+            "--region",
+            "eu-west-1",
+            "status",
+        ])
+        .unwrap();
+        let text = refused(&target, &denied(&target));
+        assert!(
+            text.contains(
+                "the token was signed for eu-west-1 (--region, config key project.region), and the endpoint's name \
+                 does not say the cluster's region: if the cluster is elsewhere, fix project.region; otherwise the \
+                 AWS identity lacks dsql:DbConnectAdmin"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_expired_token_points_at_the_clock() {
+        let target = resolve(&["--dialect", "dsql", "--endpoint", ENDPOINT, "status"]).unwrap();
+        let expired = ConnectError::TokenExpired { host: target.host.clone(), user: target.user.clone() };
+        let text = refused(&target, &expired);
+        assert!(text.contains("refused the IAM token of admin as expired (signature expired)"), "{text}");
+        assert!(text.contains("this machine's clock is off: compare `date -u`"), "{text}");
+        assert!(!text.contains("DbConnect"), "an expired token is not a permission problem: {text}");
     }
 
     #[test]

@@ -117,9 +117,23 @@ async fn bad_input_is_explained() {
     let unknown = ops(&config, &["setup", "--version", "3.0"]);
     let (_, err) = text(&unknown);
     assert!(err.contains("unknown schema version 3.0; known versions: 1.0, 1.1"), "{err}");
+    assert!(!unknown.status.success());
+    assert_eq!(public_tables(&config).await, 0, "refused before anything was written");
     let update = ops(&config, &["update"]);
     let (_, err) = text(&update);
     assert!(err.contains("run `cargo xtask schema setup` first"), "{err}");
+
+    // PostgreSQL's own refusal (28P01) is told as a password problem, not as DSQL's IAM denial
+    // and not as a stack that is down.
+    let mut url = tokio_postgres::Config::clone(&config);
+    url.password("not-the-password");
+    let wrong = ops(&url, &["status"]);
+    let (_, err) = text(&wrong);
+    assert_eq!(wrong.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot connect to") && err.contains("rejected the login of"), "{err}");
+    assert!(err.contains("password authentication failed") && err.contains("SQLSTATE 28P01"), "{err}");
+    assert!(err.contains("check the password (PGPASSWORD"), "{err}");
+    assert!(!err.contains("dsql:") && !err.contains("cargo xtask up"), "{err}");
 
     let refused = ops_at(&config, Some(1), &["status"]);
     let (_, err) = text(&refused);

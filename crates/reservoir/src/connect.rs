@@ -145,12 +145,15 @@ pub enum ConnectError {
         /// The role.
         user: String,
     },
-    /// The server denied access for another reason: wrong credentials, a missing IAM permission,
-    /// a token signed for another region or host, or a wrong password.
+    /// DSQL denied access without saying the token expired: the AWS identity lacks the IAM
+    /// action for this role ([`iam_action`]), the role is not mapped to it, or the token was
+    /// signed for another region (or host) than the cluster's. DSQL does not tell these apart.
     #[error(
-        "{host} denied access to {user}: {message}; check that the AWS credentials allow \
-         dsql:DbConnectAdmin (user admin) or dsql:DbConnect (other roles), that the region matches \
-         the endpoint, and that the role exists; retrying will not help"
+        "{host} denied access to {user}: {message}; the token was not expired (DSQL says `Signature \
+         expired` for that), so either the AWS identity lacks IAM action {action} on this cluster{grant}, \
+         or the token was signed for another region than the cluster's; retrying will not help",
+        action = iam_action(.user),
+        grant = role_mapping_hint(.user)
     )]
     AccessDenied {
         /// The server.
@@ -158,6 +161,20 @@ pub enum ConnectError {
         /// The role.
         user: String,
         /// The server's message (and hint, if any).
+        message: String,
+    },
+    /// PostgreSQL's own authentication failed (SQLSTATE 28P01 or 28000 without DSQL's `access
+    /// denied`): a wrong password, or a role or `pg_hba.conf` rule that does not allow it.
+    #[error(
+        "{host} rejected the login of {user}: {message}; check the password (PGPASSWORD, or the one in \
+         the connection URL) and that role {user} may log in; retrying will not help"
+    )]
+    PasswordRejected {
+        /// The server.
+        host: String,
+        /// The role.
+        user: String,
+        /// The server's message (and SQLSTATE).
         message: String,
     },
     /// The cluster is at its connection limit (SQLSTATE 53300).
@@ -219,14 +236,35 @@ impl ConnectError {
     }
 }
 
+/// The IAM action a DSQL connection as `user` needs: `dsql:DbConnectAdmin` for the predefined
+/// `admin` role, `dsql:DbConnect` for every other role.
+#[must_use]
+pub fn iam_action(user: &str) -> &'static str {
+    if user == "admin" { "dsql:DbConnectAdmin" } else { "dsql:DbConnect" }
+}
+
+/// For a role other than `admin`: the mapping from the IAM identity it also needs.
+fn role_mapping_hint(user: &str) -> String {
+    if user == "admin" {
+        String::new()
+    } else {
+        format!(
+            " (and role {user} mapped to that identity: as admin, `AWS IAM GRANT {user} TO '<role arn>'`)"
+        )
+    }
+}
+
 /// What a server's refusal at connect time means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Refusal {
     /// `access denied` with `HINT: Signature expired`.
     TokenExpired,
-    /// `access denied` without that hint, or a PostgreSQL authentication failure.
+    /// `access denied` without that hint: a missing IAM permission or role mapping, or a token
+    /// signed for another region.
     AccessDenied,
+    /// PostgreSQL's own authentication failure (28P01, 28000): a wrong password.
+    PasswordRejected,
     /// SQLSTATE 53300.
     TooManyConnections,
     /// SQLSTATE 53400.
@@ -250,7 +288,7 @@ pub fn classify_refusal(code: &str, message: &str, hint: Option<&str>) -> Refusa
             Refusal::AccessDenied
         }
     } else if code == "28P01" || code == "28000" {
-        Refusal::AccessDenied
+        Refusal::PasswordRejected
     } else if code == "53300" || message.contains("too many open connections") {
         Refusal::TooManyConnections
     } else if code == "53400" || message.contains("rate exceeded") {
@@ -404,6 +442,10 @@ impl PgConnector {
                 };
                 ConnectError::AccessDenied { host, user: c.user.clone(), message }
             }
+            Refusal::PasswordRejected => {
+                let message = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+                ConnectError::PasswordRejected { host, user: c.user.clone(), message }
+            }
             Refusal::TooManyConnections => ConnectError::TooManyConnections { host },
             Refusal::RateExceeded => ConnectError::RateExceeded { host },
             Refusal::WakingUp => ConnectError::WakingUp { host },
@@ -454,57 +496,98 @@ pub fn is_connection_error(error: &tokio_postgres::Error) -> bool {
 mod tests {
     use super::*;
 
+    // The refusals exactly as aurora-dsql-platform.md sections 2.1 to 2.3 quote them.
+    const DENIED: &str = "unable to accept connection, access denied";
+    const EXPIRED_HINT: &str = "Signature expired";
+    const WAKING: &str = "unable to accept connection, waking up cluster, please retry later";
+    const TOO_MANY: &str = "Unable to accept connection, too many open connections.";
+    const RATE: &str = "Unable to accept connection, rate exceeded.";
+
     #[test]
-    fn refusals_are_told_apart() {
-        let denied = "unable to accept connection, access denied";
+    fn documented_refusals_are_told_apart() {
+        // The SQLSTATE of `access denied` is not documented (the fork's comment says 08006): the
+        // message and hint decide, whatever the code.
+        for code in ["08006", "28000", "XX000"] {
+            assert_eq!(classify_refusal(code, DENIED, Some(EXPIRED_HINT)), Refusal::TokenExpired, "{code}");
+            assert_eq!(classify_refusal(code, DENIED, None), Refusal::AccessDenied, "{code}");
+        }
+        // The SDK's longer hint and upper-case variants still count as expired.
+        let long = "Signature expired: 20260101T000000Z is now earlier than 20260101T001500Z";
+        assert_eq!(classify_refusal("08006", DENIED, Some(long)), Refusal::TokenExpired);
         assert_eq!(
             classify_refusal(
                 "08006",
-                denied,
-                Some("Signature expired: 20260101T000000Z is now earlier than ...")
+                "FATAL: Unable to accept connection, ACCESS DENIED",
+                Some("signature EXPIRED")
             ),
             Refusal::TokenExpired
         );
-        assert_eq!(classify_refusal("08006", denied, None), Refusal::AccessDenied);
-        assert_eq!(classify_refusal("08006", denied, Some("Wrong region")), Refusal::AccessDenied);
+        // Another hint is not an expiry.
+        assert_eq!(classify_refusal("08006", DENIED, Some("Check the region")), Refusal::AccessDenied);
+        assert_eq!(classify_refusal("53300", TOO_MANY, None), Refusal::TooManyConnections);
+        assert_eq!(classify_refusal("53400", RATE, None), Refusal::RateExceeded);
+        assert_eq!(classify_refusal("08006", WAKING, None), Refusal::WakingUp);
+        // PostgreSQL's own authentication failures are a password problem, not IAM.
         assert_eq!(
             classify_refusal("28P01", "password authentication failed for user \"x\"", None),
-            Refusal::AccessDenied
+            Refusal::PasswordRejected
         );
         assert_eq!(
-            classify_refusal("53300", "Unable to accept connection, too many open connections.", None),
-            Refusal::TooManyConnections
-        );
-        assert_eq!(
-            classify_refusal("53400", "Unable to accept connection, rate exceeded.", None),
-            Refusal::RateExceeded
-        );
-        assert_eq!(
-            classify_refusal(
-                "08006",
-                "unable to accept connection, waking up cluster, please retry later",
-                None
-            ),
-            Refusal::WakingUp
+            classify_refusal("28000", "no pg_hba.conf entry for host \"10.0.0.1\"", None),
+            Refusal::PasswordRejected
         );
         assert_eq!(classify_refusal("3D000", "database \"x\" does not exist", None), Refusal::Other);
     }
 
+    fn denied(user: &str) -> String {
+        ConnectError::AccessDenied {
+            host: "h.dsql.us-east-1.on.aws".into(),
+            user: user.into(),
+            message: DENIED.into(),
+        }
+        .to_string()
+    }
+
     #[test]
-    fn expired_and_denied_messages_say_what_to_check() {
+    fn each_refusal_says_what_happened_and_what_to_do() {
         let expired = ConnectError::TokenExpired { host: "h".into(), user: "admin".into() }.to_string();
-        assert!(expired.contains("clock"), "{expired}");
-        let denied = ConnectError::AccessDenied {
-            host: "h".into(),
-            user: "admin".into(),
-            message: "access denied".into(),
+        assert_eq!(
+            expired,
+            "h refused the IAM token of admin as expired (signature expired): check this machine's clock (skew \
+             beyond the token lifetime makes every token expired) and dsql.token_duration"
+        );
+        let admin = denied("admin");
+        assert_eq!(
+            admin,
+            "h.dsql.us-east-1.on.aws denied access to admin: unable to accept connection, access denied; the token \
+             was not expired (DSQL says `Signature expired` for that), so either the AWS identity lacks IAM action \
+             dsql:DbConnectAdmin on this cluster, or the token was signed for another region than the cluster's; \
+             retrying will not help"
+        );
+        let app = denied("app");
+        assert!(app.contains("lacks IAM action dsql:DbConnect on this cluster"), "{app}");
+        assert!(!app.contains("DbConnectAdmin"), "{app}");
+        assert!(app.contains("`AWS IAM GRANT app TO '<role arn>'`"), "{app}");
+        let password = ConnectError::PasswordRejected {
+            host: "127.0.0.1".into(),
+            user: "postgres".into(),
+            message: "password authentication failed for user \"postgres\" (SQLSTATE 28P01)".into(),
         }
         .to_string();
-        assert!(denied.contains("dsql:DbConnectAdmin") && denied.contains("region"), "{denied}");
-        assert!(ConnectError::TokenExpired { host: "h".into(), user: "u".into() }.is_transient());
         assert!(
-            !ConnectError::AccessDenied { host: "h".into(), user: "u".into(), message: String::new() }
-                .is_transient()
+            password.contains("rejected the login of postgres") && password.contains("PGPASSWORD"),
+            "{password}"
         );
+        assert!(!password.contains("dsql:"), "a local password failure is not an IAM problem: {password}");
+
+        // An expired token is worth another try with a fresh one; a denial is not.
+        assert!(ConnectError::TokenExpired { host: "h".into(), user: "u".into() }.is_transient());
+        let denial =
+            ConnectError::AccessDenied { host: "h".into(), user: "u".into(), message: String::new() };
+        assert!(!denial.is_transient());
+        let rejected =
+            ConnectError::PasswordRejected { host: "h".into(), user: "u".into(), message: String::new() };
+        assert!(!rejected.is_transient());
+        assert_eq!((iam_action("admin"), iam_action("app")), ("dsql:DbConnectAdmin", "dsql:DbConnect"));
     }
 }

@@ -34,16 +34,25 @@ async fn static_password_without_tls_connects() {
     tokio::time::timeout(Duration::from_secs(5), driver).await.unwrap().unwrap();
 }
 
+/// The one refusal a real server here can produce: PostgreSQL's 28P01 for a wrong password,
+/// which is a password problem, not DSQL's IAM `access denied`.
 #[tokio::test]
-async fn wrong_password_is_access_denied() {
+async fn a_wrong_password_is_a_rejected_login_not_an_iam_denial() {
     let (settings, _) = local(&fresh_database("connect_denied").await);
     let connector = PgConnector::new(settings, Arc::new(StaticPassword::new("not-the-password"))).unwrap();
     match connector.connect().await {
-        Err(ConnectError::AccessDenied { user, message, .. }) => {
+        Err(error @ ConnectError::PasswordRejected { .. }) => {
+            assert!(!error.is_transient());
+            let ConnectError::PasswordRejected { ref user, ref message, .. } = error else { unreachable!() };
             assert_eq!(user, "postgres");
-            assert!(message.contains("password authentication failed"), "{message}");
+            assert!(
+                message.contains("password authentication failed") && message.contains("28P01"),
+                "{message}"
+            );
+            let text = error.to_string();
+            assert!(text.contains("rejected the login of postgres") && text.contains("PGPASSWORD"), "{text}");
         }
-        other => panic!("expected access denied, got {other:?}"),
+        other => panic!("expected a rejected login, got {other:?}"),
     }
 }
 
@@ -336,4 +345,81 @@ async fn a_cancelled_transaction_is_rolled_back() {
     let other = connector.connect().await.unwrap();
     let n: i32 = other.query_one("SELECT n FROM counter WHERE id = 1", &[]).await.unwrap().get(0);
     assert_eq!(n, 0);
+}
+
+/// An error as the server reports it: SQLSTATE and message, classified by the crate.
+#[derive(Debug)]
+struct Reported(&'static str, &'static str);
+
+impl tdsql_reservoir::retry::Classify for Reported {
+    fn class(&self) -> ErrorClass {
+        tdsql_reservoir::retry::classify_sqlstate(Some(self.0), self.1)
+    }
+}
+
+/// Issue #4's retry contract with the default policy (5 retries, 100 ms doubling to 5 s, ±25 %):
+/// 40001, OC000 and OC001 (code or message marker) are retried; 0A000, 53300, 53400, 54000, 23505
+/// and a fenced update that matched no row fail on the first attempt.
+#[tokio::test(start_paused = true)]
+async fn the_default_policy_retries_exactly_the_conflicts() {
+    let defaults = RetryConfig::default();
+    assert_eq!(
+        (defaults.max_retries, defaults.base_delay, defaults.max_delay, defaults.jitter),
+        (5, Duration::from_millis(100), Duration::from_secs(5), 0.25)
+    );
+    let policy = RetryPolicy::new(defaults).unwrap();
+    let retried = [
+        Reported("40001", "could not serialize access due to concurrent update"),
+        Reported("OC000", "change conflicts with another transaction"),
+        Reported("OC001", "schema has been updated by another transaction"),
+        Reported("40001", "change conflicts with another transaction (OC000)"),
+        Reported("40001", "schema has been updated by another transaction (OC001)"),
+    ];
+    for error in retried {
+        let attempts = AtomicU32::new(0);
+        let result = policy
+            .run("op", || async {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(Reported(error.0, error.1))
+            })
+            .await;
+        assert!(matches!(result, Err(RetryError::Exhausted { attempts: 6, .. })), "{error:?}: {result:?}");
+        assert_eq!(attempts.load(Ordering::SeqCst), 6, "{error:?}");
+    }
+    let never = [
+        (Reported("0A000", "unsupported isolation level: SERIALIZABLE"), ErrorClass::UnsupportedFeature),
+        (
+            Reported("53300", "Unable to accept connection, too many open connections."),
+            ErrorClass::ConnectionLimit,
+        ),
+        (Reported("53400", "Unable to accept connection, rate exceeded."), ErrorClass::ConnectionLimit),
+        (Reported("54000", "transaction exceeds the size limit"), ErrorClass::LimitExceeded),
+        (Reported("23505", "duplicate key value violates unique constraint"), ErrorClass::UniqueViolation),
+    ];
+    for (error, class) in never {
+        let attempts = AtomicU32::new(0);
+        let result = policy
+            .run("op", || async {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(Reported(error.0, error.1))
+            })
+            .await;
+        assert!(
+            matches!(result, Err(RetryError::Failed { class: c, .. }) if c == class),
+            "{error:?}: {result:?}"
+        );
+        assert_eq!(attempts.load(Ordering::SeqCst), 1, "{error:?} must not be retried");
+    }
+    let attempts = AtomicU32::new(0);
+    let fenced = policy
+        .run("op", || async {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(TxError::from(ConditionFailed { kind: "shard".to_owned() }))
+        })
+        .await;
+    assert!(
+        matches!(fenced, Err(RetryError::Failed { class: ErrorClass::ConditionFailed, .. })),
+        "{fenced:?}"
+    );
+    assert_eq!(attempts.load(Ordering::SeqCst), 1, "a fenced miss must not be retried");
 }
