@@ -247,21 +247,30 @@ async fn broken_connections_are_discarded() {
 #[tokio::test(start_paused = true)]
 async fn failed_connects_back_off_growing_and_recover() {
     let fake = Fake::default();
-    fake.0.fail_next.store(4, Ordering::SeqCst);
+    fake.0.fail_next.store(7, Ordering::SeqCst);
     let metrics = Metrics::new();
     let mut cfg = config(1);
     cfg.max_concurrent_connects = 1;
     let reservoir = Reservoir::builder(fake.clone()).config(cfg).metrics(metrics.clone()).build().unwrap();
-    reservoir.ready(1, Duration::from_secs(10)).await.unwrap();
+    reservoir.ready(1, Duration::from_secs(30)).await.unwrap();
     let attempts = fake.0.attempts.lock().unwrap().clone();
     let gaps: Vec<u128> = attempts.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
-    assert_eq!(gaps, [250, 500, 1000, 2000]);
+    // 250 ms, doubling, capped at max_failure_backoff (5 s by default).
+    assert_eq!(gaps, [250, 500, 1000, 2000, 4000, 5000, 5000]);
     let stats = reservoir.statistics();
-    assert_eq!((stats.refill_failures, stats.refills), (4, 1));
+    assert_eq!((stats.refill_failures, stats.refills), (7, 1));
     let reason = RefillFailure::ConnectionOpen.as_str();
     assert!(
-        metrics.encode().contains(&format!("dsql_reservoir_refill_failures_total{{reason=\"{reason}\"}} 4"))
+        metrics.encode().contains(&format!("dsql_reservoir_refill_failures_total{{reason=\"{reason}\"}} 7"))
     );
+    // A success resets the backoff: the next failure pauses 250 ms again.
+    fake.0.fail_next.store(1, Ordering::SeqCst);
+    let held = reservoir.checkout().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let attempts = fake.0.attempts.lock().unwrap().clone();
+    let tail: Vec<u128> = attempts[8..].windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
+    assert_eq!(tail, [250], "one failure, then the first backoff step again");
+    drop(held);
 }
 
 #[tokio::test(start_paused = true)]
@@ -420,7 +429,14 @@ async fn invalid_settings_are_refused_with_the_key() {
         let err = Reservoir::builder(Fake::default()).config(config).build().unwrap_err().to_string();
         assert!(err.contains(key), "{err}");
     }
+    // The fork's defaults (temporal-dsql-fork.md sections 3.2 to 3.4), and ours where it has none.
     let defaults = ReservoirConfig::default();
+    assert_eq!(defaults.target_ready, 100);
+    assert_eq!(defaults.connect_rate, 10.0);
+    assert_eq!(defaults.connect_burst, 100);
+    assert_eq!(defaults.connect_timeout, Duration::from_secs(30));
+    assert_eq!(defaults.max_failure_backoff, Duration::from_secs(5));
+    assert!(defaults.validate().is_ok());
     assert_eq!(defaults.base_lifetime, Duration::from_secs(660));
     assert_eq!(defaults.lifetime_jitter, Duration::from_secs(120));
     assert_eq!(defaults.guard_window, Duration::from_secs(45));
