@@ -7,7 +7,7 @@
 //!
 //! Run: `cargo xtask test --serve` in one shell, export what it prints, then
 //! `cargo bench -p tdsql-reservoir --bench reservoir`. `BENCH_SECONDS` sets the length of each
-//! steady-load run (default 30).
+//! steady-load run (default 60, as the issue asks).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -231,15 +231,23 @@ async fn load<P: LoadPool>(pool: P, seconds: u64) -> Outcome {
 fn report(name: &str, out: &Outcome, connects: u64) {
     let mut all: Vec<u64> = out.steady.iter().chain(&out.burst).map(|a| a.nanos).collect();
     let mut burst: Vec<u64> = out.burst.iter().map(|a| a.nanos).collect();
+    let mut steady: Vec<u64> = out.steady.iter().map(|a| a.nanos).collect();
     let waited = out.steady.iter().chain(&out.burst).filter(|a| a.waited_on_connect).count();
+    let burst_waited = out.burst.iter().filter(|a| a.waited_on_connect).count();
+    let share = 100.0 * waited as f64 / all.len().max(1) as f64;
     println!("  {name}");
-    println!("    all acquires:   {}", summary(&mut all));
-    println!("    burst acquires: {}", summary(&mut burst));
-    println!("    acquires that waited on a connect: {waited}; errors: {}; connects: {connects}", out.errors);
+    println!("    all acquires:    {}", summary(&mut all));
+    println!("    steady acquires: {}", summary(&mut steady));
+    println!("    burst acquires:  {}", summary(&mut burst));
+    println!(
+        "    acquires that waited on a connect: {waited} ({share:.3} %; {burst_waited} of the burst); errors: {}; \
+         connects: {connects}",
+        out.errors
+    );
 }
 
 async fn side_by_side(db: &tokio_postgres::Config) {
-    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
+    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     println!(
         "== 2. {seconds} s of load from {STEADY_TASKS} tasks (hold {HOLD:?}, think {THINK:?}), lifetime {LIFETIME:?}, \
          connects limited to {CONNECT_RATE}/s (burst {CONNECT_BURST}), + {BURST_TASKS} concurrent requests at {} s",
