@@ -248,17 +248,22 @@ fn refused(target: &Resolved, error: &ConnectError) -> String {
     }
     let region = target.region.as_deref().unwrap_or_default();
     let action = iam_action(&target.user);
+    let mapping = if target.user == "admin" {
+        String::new()
+    } else {
+        format!(", or role {} is not mapped to that identity", target.user)
+    };
     let identity = "`aws sts get-caller-identity` shows the identity the token was signed with";
     let advice = match (target.dialect, error) {
         (Dialect::Dsql, ConnectError::AccessDenied { .. }) => match endpoint_region(&target.host) {
             Some(named) => format!(
                 "\nthe token was signed for {region}, the region in the endpoint's name ({named}), so the region is \
-                 right: the AWS identity lacks {action} on this cluster (or its role mapping); {identity}"
+                 right: the AWS identity lacks {action} on this cluster{mapping}; {identity}"
             ),
             None => format!(
                 "\nthe token was signed for {region} (--region, config key project.region), and the endpoint's name \
                  does not say the cluster's region: if the cluster is elsewhere, fix project.region; otherwise the \
-                 AWS identity lacks {action} on this cluster; {identity}"
+                 AWS identity lacks {action} on this cluster{mapping}; {identity}"
             ),
         },
         (Dialect::Dsql, ConnectError::TokenExpired { .. }) => {
@@ -584,14 +589,19 @@ mod tests {
         assert!(
             text.ends_with(
                 "\nthe token was signed for us-east-1, the region in the endpoint's name (us-east-1), so the region \
-                 is right: the AWS identity lacks dsql:DbConnectAdmin on this cluster (or its role mapping); `aws sts \
-                 get-caller-identity` shows the identity the token was signed with"
+                 is right: the AWS identity lacks dsql:DbConnectAdmin on this cluster; `aws sts get-caller-identity` \
+                 shows the identity the token was signed with"
             ),
             "{text}"
         );
         let app = resolve(&["--dialect", "dsql", "--endpoint", ENDPOINT, "--user", "app", "setup"]).unwrap();
         let text = refused(&app, &denied(&app));
-        assert!(text.contains("lacks dsql:DbConnect on this cluster (or its role mapping)"), "{text}");
+        assert!(
+            text.contains(
+                "lacks dsql:DbConnect on this cluster, or role app is not mapped to that identity;"
+            ),
+            "{text}"
+        );
         assert!(text.contains("`AWS IAM GRANT app TO '<role arn>'`"), "{text}");
         assert!(!text.contains("DbConnectAdmin"), "{text}");
     }
