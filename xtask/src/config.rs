@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use tdsql_config_renderer::{
-    Config, ConfigError, ConfigFile, Loaded, Loader, Problem, init_template, keys, render as renderer,
+    Config, ConfigError, ConfigFile, Loaded, Loader, Problem, Severity, init_template, keys,
+    render as renderer,
 };
 
 use crate::context::Context;
@@ -61,9 +62,20 @@ pub(crate) fn load(ctx: &Context) -> Result<Effective> {
 
 /// Like [`load`], with the calling command's flags as the top layer.
 pub(crate) fn load_with(ctx: &Context, flags: &[Flag<'_>]) -> Result<Effective> {
+    load_layers(ctx, flags, false)
+}
+
+/// Like [`load`], for `infra` and the part of `up` before its infra stage: the values
+/// `infra apply` fills in (an enabled coordination table without a name yet) are listed in
+/// `loaded.pending` instead of failing the load.
+pub(crate) fn load_before_infra(ctx: &Context) -> Result<Effective> {
+    load_layers(ctx, &[], true)
+}
+
+fn load_layers(ctx: &Context, flags: &[Flag<'_>], before_infra: bool) -> Result<Effective> {
     let (loader, profile_file, user_file) = layers(ctx, None)?;
     let loader = flags.iter().fold(loader, |l, f| l.flag(f.key, f.value, f.flag));
-    let loaded = loader.load().map_err(fix_hint)?;
+    let loaded = if before_infra { loader.load_before_infra() } else { loader.load() }.map_err(fix_hint)?;
     for warning in &loaded.warnings {
         eprintln!("warning: {warning}");
     }
@@ -326,6 +338,9 @@ fn set(ctx: &Context, pairs: &[String]) -> Result<()> {
     let after = current_errors(ctx, Some(&file.render()))?;
     let new: Vec<&Problem> =
         after.iter().filter(|p| !before.iter().any(|b| b.key == p.key && b.message == p.message)).collect();
+    // An enabled table without a name is what `infra apply` completes: save, and say so.
+    let (pending, new): (Vec<&Problem>, Vec<&Problem>) =
+        new.into_iter().partition(|p| p.severity == Severity::Pending);
     if !new.is_empty() {
         let list: String = new.iter().map(|p| format!("\n  - {}: {}", p.key, p.message)).collect();
         bail!(
@@ -342,6 +357,9 @@ fn set(ctx: &Context, pairs: &[String]) -> Result<()> {
         return Ok(());
     }
     file.save()?;
+    for problem in &pending {
+        eprintln!("note: {}: {}", problem.key, problem.message);
+    }
     for (key, _) in &pairs {
         let shown = file.get(key).map(|mut v| {
             v.decor_mut().clear();

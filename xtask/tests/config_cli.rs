@@ -112,6 +112,32 @@ fn set_keeps_comments_and_refuses_an_invalid_result() {
     assert!(stderr(&unknown).contains("did you mean `dsql.max_conns`"), "{}", stderr(&unknown));
 }
 
+/// Switching the coordination tables on leaves a table to name, which `infra apply` does: `set`
+/// saves and says so, while `validate` (strict) still fails until the apply has run.
+#[test]
+fn set_enables_a_table_that_infra_apply_will_name_and_validate_stays_strict() {
+    let dir = TempDir::new("pending");
+    let config = dir.config();
+    std::fs::write(&config, "# mine\n").unwrap();
+    let out = xtask(&config, &["config", "set", "coordination.rate_limiter.enabled", "true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("note: coordination.rate_limiter.table: is empty while")
+            && stderr(&out).contains("cargo xtask infra apply"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(std::fs::read_to_string(&config).unwrap().contains("enabled = true"));
+
+    let validate = xtask(&config, &["config", "validate"]);
+    assert_eq!(validate.status.code(), Some(1), "{}", stderr(&validate));
+    assert!(
+        stderr(&validate).contains("coordination.rate_limiter.table: is empty while"),
+        "{}",
+        stderr(&validate)
+    );
+}
+
 #[test]
 fn validate_names_key_file_and_line_and_fails() {
     let dir = TempDir::new("validate");

@@ -18,6 +18,10 @@ fn empty_config() -> PathBuf {
 }
 
 fn plan(profile: &str, extra_env: &[(&str, &str)]) -> String {
+    plan_with(profile, &[], extra_env)
+}
+
+fn plan_with(profile: &str, up_args: &[&str], extra_env: &[(&str, &str)]) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -27,7 +31,8 @@ fn plan(profile: &str, extra_env: &[(&str, &str)]) -> String {
         .env("CARGO", format!("{MISSING}/cargo"))
         .env("TDSQL_FORK_PATH", format!("{MISSING}/temporal"))
         .env("TDSQL_CONFIG_FILE", empty_config())
-        .args(["--dry-run", "--profile", profile, "up"]);
+        .args(["--dry-run", "--profile", profile, "up"])
+        .args(up_args);
     for (key, value) in extra_env {
         cmd.env(key, value);
     }
@@ -71,6 +76,45 @@ fn dsql_profile_without_a_cluster_plans_the_infra_first() {
     let start = plan.find("up --detach --wait --remove-orphans").expect("a start stage");
     assert!(infra < start && !plan.contains("postgresql"), "{plan}");
     check("dsql", &plan);
+}
+
+/// Enabled coordination tables without names are what `infra apply` fills in: the config stage
+/// notes them instead of failing, and the infra stage runs even though a cluster is configured.
+#[test]
+fn dsql_profile_with_tables_to_create_plans_the_infra() {
+    let plan = plan_with(
+        "dsql",
+        &[],
+        &[
+            ("TDSQL_DSQL_IDENTIFIER", "abcdefghijklmnopqrstuvwxyz"),
+            ("TDSQL_COORDINATION_RATE_LIMITER_ENABLED", "true"),
+        ],
+    );
+    assert!(plan.contains("infra apply fills in coordination.rate_limiter.table"), "{plan}");
+    assert!(plan.contains("cargo xtask --profile dsql infra apply"), "{plan}");
+}
+
+/// The local profile never runs infra: an unnamed table stays an error there, saying what to do.
+#[test]
+fn local_profile_with_an_unnamed_table_fails_at_config() {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("TDSQL_DOCKER", format!("{MISSING}/docker"))
+        .env("TDSQL_CONFIG_FILE", empty_config())
+        .env("TDSQL_COORDINATION_CONN_LEASE_ENABLED", "true")
+        .args(["--dry-run", "up"])
+        .output()
+        .expect("the xtask binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "coordination.conn_lease.table: is empty while coordination.conn_lease.enabled is true"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cargo xtask infra apply"), "{stderr}");
 }
 
 #[test]

@@ -45,6 +45,11 @@ impl fmt::Display for Origin {
 pub enum Severity {
     /// Works, but probably not as intended.
     Warning,
+    /// A value that `cargo xtask infra apply` fills in (a coordination table that is enabled but
+    /// not created yet). [`Loader::load`](crate::Loader::load) treats it as an error;
+    /// [`Loader::load_before_infra`](crate::Loader::load_before_infra) sets it aside in
+    /// [`Loaded::pending`](crate::Loaded::pending) for the commands that run that apply.
+    Pending,
     /// Must be fixed before the config is used.
     Error,
 }
@@ -69,6 +74,10 @@ impl Problem {
 
     pub(crate) fn warning(key: &str, message: impl Into<String>) -> Self {
         Self { severity: Severity::Warning, key: key.to_owned(), message: message.into(), origin: None }
+    }
+
+    pub(crate) fn pending(key: &str, message: impl Into<String>) -> Self {
+        Self { severity: Severity::Pending, key: key.to_owned(), message: message.into(), origin: None }
     }
 
     pub(crate) fn at(mut self, origin: Origin) -> Self {

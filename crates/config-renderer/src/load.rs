@@ -28,6 +28,9 @@ pub struct Loaded {
     pub config: Config,
     /// Findings that do not stop the config from being used.
     pub warnings: Vec<Problem>,
+    /// Values `cargo xtask infra apply` fills in ([`Severity::Pending`]); always empty after
+    /// [`Loader::load`], which rejects them.
+    pub pending: Vec<Problem>,
     origins: BTreeMap<String, Origin>,
 }
 
@@ -133,8 +136,22 @@ impl Loader {
     /// Merges the layers, builds the typed config and validates it.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] with every error found (warnings are left out of it).
+    /// [`ConfigError::Invalid`] with every error found, [`Severity::Pending`] ones included
+    /// (warnings are left out of it).
     pub fn load(self) -> Result<Loaded, ConfigError> {
+        self.finish(false)
+    }
+
+    /// Like [`Loader::load`], for the commands that run `infra apply` (which fills those values
+    /// in): [`Severity::Pending`] problems go into [`Loaded::pending`] instead of failing the load.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] with every [`Severity::Error`] found.
+    pub fn load_before_infra(self) -> Result<Loaded, ConfigError> {
+        self.finish(true)
+    }
+
+    fn finish(self, tolerate_pending: bool) -> Result<Loaded, ConfigError> {
         let Self { values, mut problems } = self;
         let ordered = keys::all().iter().map(|k| (k.key.as_str(), &values[&k.key].0));
         let config: Config = toml_edit::de::from_document(keys::unflatten(ordered)).map_err(|err| {
@@ -146,10 +163,16 @@ impl Loader {
             let origin = origins.get(&problem.key).cloned().unwrap_or(Origin::Default);
             problems.push(problem.at(origin));
         }
-        let (errors, warnings): (Vec<Problem>, Vec<Problem>) =
-            problems.into_iter().partition(|p| p.severity == Severity::Error);
+        let (mut warnings, mut pending, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+        for problem in problems {
+            match problem.severity {
+                Severity::Warning => warnings.push(problem),
+                Severity::Pending if tolerate_pending => pending.push(problem),
+                Severity::Pending | Severity::Error => errors.push(problem),
+            }
+        }
         if errors.is_empty() {
-            Ok(Loaded { config, warnings, origins })
+            Ok(Loaded { config, warnings, pending, origins })
         } else {
             Err(ConfigError::Invalid(errors))
         }

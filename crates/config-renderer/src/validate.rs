@@ -372,7 +372,8 @@ fn coordination(c: &Config, out: &mut Vec<Problem>) {
 fn table_rule(section: &str, enabled: bool, table: &str, out: &mut Vec<Problem>) {
     let key = format!("{section}.table");
     if enabled && table.trim().is_empty() {
-        out.push(Problem::error(
+        // Creating and naming the table is what `infra apply` does, so this one can wait for it.
+        out.push(Problem::pending(
             &key,
             format!(
                 "is empty while {section}.enabled is true: run `cargo xtask infra apply` (it creates the table \

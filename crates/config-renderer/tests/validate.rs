@@ -127,6 +127,39 @@ fn coordination_tables_named_when_enabled() {
     accepts("[coordination.rate_limiter]\nenabled = true\ntable = \"demo-rate-limiter\"\n");
 }
 
+/// The table `infra apply` will create and name is pending, not an error, for the commands that
+/// run that apply; every other problem still fails those loads, and strict loads reject it.
+#[test]
+fn an_unnamed_coordination_table_is_pending_for_infra() {
+    let toml = "[coordination.rate_limiter]\nenabled = true\n[coordination.conn_lease]\nenabled = true\n";
+    let loaded = Loader::new().text(toml, "config.toml").unwrap().load_before_infra().unwrap();
+    let pending: Vec<(&str, Severity)> =
+        loaded.pending.iter().map(|p| (p.key.as_str(), p.severity)).collect();
+    assert_eq!(
+        pending,
+        [
+            ("coordination.rate_limiter.table", Severity::Pending),
+            ("coordination.conn_lease.table", Severity::Pending)
+        ]
+    );
+    assert!(loaded.pending[0].message.contains("cargo xtask infra apply"), "{}", loaded.pending[0]);
+
+    let strict = Loader::new().text(toml, "config.toml").unwrap().load().unwrap_err();
+    let ConfigError::Invalid(problems) = strict else { panic!("{strict}") };
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(problems.iter().all(|p| p.severity == Severity::Pending));
+
+    let with_error = format!("{toml}[dsql]\nmax_conns = 40\n");
+    let err = Loader::new().text(&with_error, "config.toml").unwrap().load_before_infra().unwrap_err();
+    let ConfigError::Invalid(problems) = err else { panic!("{err}") };
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["dsql.max_idle_conns"], "only the real error fails the load");
+
+    let named = "[coordination.rate_limiter]\nenabled = true\ntable = \"t-rate\"\n";
+    let loaded = Loader::new().text(named, "config.toml").unwrap().load_before_infra().unwrap();
+    assert!(loaded.pending.is_empty());
+}
+
 #[test]
 fn conn_lease_needs_the_reservoir() {
     warns(

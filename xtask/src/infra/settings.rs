@@ -9,16 +9,13 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::config::{self, Flag};
+use crate::config;
 use crate::context::Context;
 
 /// The keys `apply` fills in and `destroy` clears.
 pub(crate) const IDENTIFIER: &str = "dsql.identifier";
 pub(crate) const RATE_LIMITER_TABLE: &str = "coordination.rate_limiter.table";
 pub(crate) const CONN_LEASE_TABLE: &str = "coordination.conn_lease.table";
-
-/// Stands in for a table name that `apply` has yet to write, so that the config loads at all.
-const PENDING_TABLE: &str = "pending-infra-apply";
 
 /// What `infra` reads from the configuration.
 #[derive(Debug, Clone)]
@@ -42,29 +39,11 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    /// The effective config of the profile. A coordination table that is enabled but not named yet
-    /// is an error for every other command (it is what `apply` is for), so it is tolerated here.
+    /// The effective config of the profile. A coordination table that is enabled but not named
+    /// yet is pending (it is what `apply` is for), not an error, here.
     pub(crate) fn load(ctx: &Context) -> Result<Self> {
-        let (effective, pending) = match config::load(ctx) {
-            Ok(effective) => (effective, Vec::new()),
-            Err(first) => {
-                let message = format!("{first:#}");
-                let pending: Vec<&str> = [RATE_LIMITER_TABLE, CONN_LEASE_TABLE]
-                    .into_iter()
-                    .filter(|key| message.contains(&format!("{key}: is empty while")))
-                    .collect();
-                if pending.is_empty() {
-                    return Err(first);
-                }
-                let flags: Vec<Flag<'_>> = pending
-                    .iter()
-                    .map(|key| Flag { key, value: PENDING_TABLE, flag: "(filled in by infra apply)" })
-                    .collect();
-                (config::load_with(ctx, &flags)?, pending)
-            }
-        };
+        let effective = config::load_before_infra(ctx)?;
         let set = |value: &str| Some(value.trim().to_owned()).filter(|v| !v.is_empty());
-        let table = |key: &str, value: &str| if pending.contains(&key) { None } else { set(value) };
         let coordination = &effective.coordination;
         Ok(Self {
             project: effective.project.name.clone(),
@@ -72,8 +51,8 @@ impl Settings {
             identifier: set(&effective.dsql.identifier),
             endpoint: set(&effective.dsql.endpoint),
             create_tables: coordination.rate_limiter.enabled || coordination.conn_lease.enabled,
-            rate_limiter_table: table(RATE_LIMITER_TABLE, &coordination.rate_limiter.table),
-            conn_lease_table: table(CONN_LEASE_TABLE, &coordination.conn_lease.table),
+            rate_limiter_table: set(&coordination.rate_limiter.table),
+            conn_lease_table: set(&coordination.conn_lease.table),
             config_file: effective.user_file.clone(),
         })
     }

@@ -55,12 +55,29 @@ pub(crate) struct StackSettings {
     pub(crate) cluster_id: Option<String>,
     /// Whether PostgreSQL stands in for DSQL (`dsql.backend = "postgres"`).
     pub(crate) local: bool,
+    /// Keys `infra apply` has yet to fill in (see [`StackSettings::load_before_infra`]).
+    pub(crate) pending: Vec<String>,
 }
 
 impl StackSettings {
     /// The effective, validated configuration of the context's profile.
     pub(crate) fn load(ctx: &Context) -> Result<Self> {
-        let config = config::load(ctx)?;
+        Self::from_config(config::load(ctx)?)
+    }
+
+    /// Like [`StackSettings::load`], before `up`'s infra stage: on Aurora DSQL, values that
+    /// `infra apply` fills in (an enabled coordination table without a name) are listed in
+    /// `pending` rather than failing. The local profile never runs infra, so it stays strict.
+    pub(crate) fn load_before_infra(ctx: &Context) -> Result<Self> {
+        let settings = Self::from_config(config::load_before_infra(ctx)?)?;
+        if settings.local && !settings.pending.is_empty() {
+            // The strict load names the keys and how to fix them.
+            return Self::load(ctx);
+        }
+        Ok(settings)
+    }
+
+    fn from_config(config: Effective) -> Result<Self> {
         let local = config.is_local();
         let ports = PublishedPorts {
             frontend_grpc: config.temporal.ports.frontend_grpc,
@@ -77,6 +94,7 @@ impl StackSettings {
             es_index: config.elasticsearch.index.clone(),
             cluster_id: if local { None } else { config.cluster_id() },
             local,
+            pending: config.loaded.pending.iter().map(|p| p.key.clone()).collect(),
             config,
         })
     }

@@ -43,15 +43,18 @@ impl UpArgs {
         let mut progress = Progress::new(ctx, if local { 9 } else { 8 });
 
         let mut settings = progress.stage("config", Output::Quiet, || {
-            let settings = StackSettings::load(ctx)?;
-            let summary = match (&settings.endpoint(), settings.local) {
+            let settings = StackSettings::load_before_infra(ctx)?;
+            let mut summary = match (&settings.endpoint(), settings.local) {
                 (Some(endpoint), true) => format!("PostgreSQL 16 stands in for DSQL ({endpoint})"),
                 (Some(endpoint), false) => format!("Aurora DSQL at {endpoint}"),
                 (None, _) => "no DSQL cluster configured yet".to_owned(),
             };
+            if !settings.pending.is_empty() {
+                summary.push_str(&format!("; infra apply fills in {}", settings.pending.join(", ")));
+            }
             Ok((settings, summary))
         })?;
-        let needs_infra = !settings.local && settings.cluster_id.is_none();
+        let needs_infra = infra_stage_needed(&settings);
 
         progress.stage("preflight", Output::Quiet, || preflight(ctx, &stack, &settings, needs_infra))?;
 
@@ -112,6 +115,11 @@ impl UpArgs {
         print_urls(ctx, &settings);
         Ok(())
     }
+}
+
+/// Aurora DSQL without a cluster yet, or with coordination tables still to create and name.
+fn infra_stage_needed(settings: &StackSettings) -> bool {
+    !settings.local && (settings.cluster_id.is_none() || !settings.pending.is_empty())
 }
 
 /// `cargo xtask --profile <p> <args>`: another xtask command, exactly as a user would run it.
