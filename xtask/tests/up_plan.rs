@@ -71,8 +71,8 @@ fn local_profile_plan() {
 
 #[test]
 fn dsql_profile_without_a_cluster_plans_the_infra_first() {
-    let plan = plan("dsql", &[]);
-    let infra = plan.find("infra apply").expect("an infra stage");
+    let plan = plan_with("dsql", &["--yes"], &[]);
+    let infra = plan.find("infra apply --yes").expect("an infra stage, --yes forwarded");
     let start = plan.find("up --detach --wait --remove-orphans").expect("a start stage");
     assert!(infra < start && !plan.contains("postgresql"), "{plan}");
     check("dsql", &plan);
@@ -84,14 +84,14 @@ fn dsql_profile_without_a_cluster_plans_the_infra_first() {
 fn dsql_profile_with_tables_to_create_plans_the_infra() {
     let plan = plan_with(
         "dsql",
-        &[],
+        &["--yes"],
         &[
             ("TDSQL_DSQL_IDENTIFIER", "abcdefghijklmnopqrstuvwxyz"),
             ("TDSQL_COORDINATION_RATE_LIMITER_ENABLED", "true"),
         ],
     );
     assert!(plan.contains("infra apply fills in coordination.rate_limiter.table"), "{plan}");
-    assert!(plan.contains("cargo xtask --profile dsql infra apply"), "{plan}");
+    assert!(plan.contains("cargo xtask --profile dsql infra apply --yes"), "{plan}");
 }
 
 /// The local profile never runs infra: an unnamed table stays an error there, saying what to do.
@@ -115,6 +115,29 @@ fn local_profile_with_an_unnamed_table_fails_at_config() {
         "{stderr}"
     );
     assert!(stderr.contains("cargo xtask infra apply"), "{stderr}");
+}
+
+/// Without a terminal nobody can answer `infra apply`'s question: `up` stops in its config stage,
+/// before preflight and before anything changed, and names `--yes`.
+#[test]
+fn a_real_dsql_run_without_a_terminal_needs_yes_before_anything_runs() {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("TDSQL_DOCKER", format!("{MISSING}/docker"))
+        .env("TDSQL_TERRAFORM", format!("{MISSING}/terraform"))
+        .env("CARGO", format!("{MISSING}/cargo"))
+        .env("TDSQL_CONFIG_FILE", empty_config())
+        .args(["--profile", "dsql", "up"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the xtask binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("[1/8] config: failed"), "{stderr}");
+    assert!(stderr.contains("stdin is not a terminal"), "{stderr}");
+    assert!(stderr.contains("cargo xtask --profile dsql up --yes"), "{stderr}");
+    assert!(!stderr.contains("[2/8]") && !stderr.contains("▸ "), "nothing ran after config: {stderr}");
 }
 
 #[test]
@@ -192,8 +215,12 @@ fn an_unknown_service_is_refused_with_the_known_ones() {
 
 #[test]
 fn every_xtask_command_up_runs_exists() {
-    let commands: &[&[&str]] =
-        &[&["build", "--source", "x"], &["schema", "setup"], &["schema", "update"], &["infra", "apply"]];
+    let commands: &[&[&str]] = &[
+        &["build", "--source", "x"],
+        &["schema", "setup"],
+        &["schema", "update"],
+        &["infra", "apply", "--yes"],
+    ];
     for args in commands {
         let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
             .args(*args)

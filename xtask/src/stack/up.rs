@@ -6,6 +6,7 @@
 //! The infra, build and schema stages run those xtask commands (`cargo xtask <cmd>`), so `up` does
 //! exactly what the user would do by hand and each piece keeps one entry point; render is a call.
 
+use std::io::IsTerminal as _;
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,10 @@ pub(crate) struct UpArgs {
     /// Seconds compose waits for every service to be running and healthy
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     wait_timeout: u32,
+    /// Apply the infra stage's plan without asking (forwarded as `infra apply --yes`); needed
+    /// when that stage runs and stdin is not a terminal
+    #[arg(long, short = 'y')]
+    yes: bool,
 }
 
 impl UpArgs {
@@ -52,6 +57,9 @@ impl UpArgs {
             if !settings.pending.is_empty() {
                 summary.push_str(&format!("; infra apply fills in {}", settings.pending.join(", ")));
             }
+            if infra_stage_needed(&settings) {
+                check_confirmation(ctx, self.yes)?;
+            }
             Ok((settings, summary))
         })?;
         let needs_infra = infra_stage_needed(&settings);
@@ -60,7 +68,11 @@ impl UpArgs {
 
         if needs_infra {
             progress.stage("infra", Output::Streams, || {
-                xtask(ctx, ["infra", "apply"]).run(ctx)?;
+                let mut apply = xtask(ctx, ["infra", "apply"]);
+                if self.yes {
+                    apply = apply.arg("--yes");
+                }
+                apply.run(ctx)?;
                 if !ctx.dry_run {
                     settings = StackSettings::load(ctx)?;
                 }
@@ -120,6 +132,25 @@ impl UpArgs {
 /// Aurora DSQL without a cluster yet, or with coordination tables still to create and name.
 fn infra_stage_needed(settings: &StackSettings) -> bool {
     !settings.local && (settings.cluster_id.is_none() || !settings.pending.is_empty())
+}
+
+/// `infra apply` asks before it changes anything; without a terminal nobody can answer, so a run
+/// without `--yes` stops here, before any stage has changed anything.
+fn check_confirmation(ctx: &Context, yes: bool) -> Result<()> {
+    if yes || std::io::stdin().is_terminal() {
+        return Ok(());
+    }
+    let rerun = format!("cargo xtask --profile {} up --yes", ctx.profile.name);
+    if ctx.dry_run {
+        eprintln!("note: without a terminal a real run stops before its infra stage: pass --yes (`{rerun}`)");
+        return Ok(());
+    }
+    bail!(
+        "`up` would run `infra apply`, which asks before it changes AWS resources, and stdin is not a terminal; \
+         rerun as `{rerun}` to apply without asking (the plan is still printed), or run `cargo xtask --profile {} \
+         infra apply` first",
+        ctx.profile.name
+    )
 }
 
 /// `cargo xtask --profile <p> <args>`: another xtask command, exactly as a user would run it.
