@@ -353,10 +353,26 @@ fn print_urls(ctx: &Context, settings: &StackSettings) {
     if let Some(port) = p.postgres {
         lines.push(format!("PostgreSQL         postgres://admin@127.0.0.1:{port}/postgres"));
     }
+    let xtask = if ctx.profile.name == "local" {
+        "cargo xtask".to_owned()
+    } else {
+        format!("cargo xtask --profile {}", ctx.profile.name)
+    };
+    lines.extend([
+        String::new(),
+        "next:".to_owned(),
+        format!("  {xtask} smoke              one workflow per feature against the frontend"),
+        format!("  {xtask} logs [SERVICE] -f  follow the logs (e.g. temporal-history)"),
+        format!("  {xtask} down               stop the stack (--volumes: and delete its data)"),
+    ]);
     if !ctx.dry_run {
         println!("\nthe stack of profile `{}` is ready:", ctx.profile.name);
     }
     for line in lines {
-        println!("{prefix}{line}");
+        if line.is_empty() {
+            println!();
+        } else {
+            println!("{prefix}{line}");
+        }
     }
 }
