@@ -70,21 +70,35 @@ pub(crate) fn run_checks(ctx: &Context) -> Vec<Check> {
 
     let engine =
         cli_ok.then(|| Cmd::new(DOCKER).args(["version", "--format", "{{.Server.Version}}"]).probe(ctx).ok());
-    let engine_ok = matches!(&engine, Some(Some(out)) if out.status.success());
+    let engine_reachable = matches!(&engine, Some(Some(out)) if out.status.success());
+    let engine_version = match &engine {
+        Some(Some(out)) if out.status.success() => Some(out.stdout.trim().to_owned()),
+        _ => None,
+    };
+    let too_old = engine_version.as_deref().and_then(engine_too_old);
     checks.push(Check {
         name: "docker engine",
-        ok: engine_ok,
-        detail: match &engine {
-            Some(Some(out)) if out.status.success() => format!("server {}", out.stdout.trim()),
-            Some(Some(out)) => first_meaningful_line(&out.stderr, "not reachable"),
+        ok: engine_reachable && too_old.is_none(),
+        detail: match (&engine, &engine_version, &too_old) {
+            (_, Some(version), Some(why)) => format!("server {version}: {why}"),
+            (_, Some(version), None) => format!("server {version}"),
+            (Some(Some(out)), None, _) => first_meaningful_line(&out.stderr, "not reachable"),
             _ => "not checked (no docker CLI)".to_owned(),
         },
         needed_by: "up, down, ps, logs, restart, build",
         required: true,
-        fix: "start a Docker engine: Docker Desktop, or `sudo systemctl start docker` on Linux \
-              (DOCKER_HOST / `docker context use` when it runs elsewhere)"
-            .to_owned(),
+        fix: if too_old.is_some() {
+            format!(
+                "upgrade the Docker engine to {MIN_ENGINE_MAJOR} or newer (Docker Desktop 4.27 or newer; Linux: \
+                 https://docs.docker.com/engine/install/)"
+            )
+        } else {
+            "start a Docker engine: Docker Desktop, or `sudo systemctl start docker` on Linux \
+             (DOCKER_HOST / `docker context use` when it runs elsewhere)"
+                .to_owned()
+        },
     });
+    let engine_ok = engine_reachable;
 
     let buildx = cli_ok.then(|| Cmd::new(DOCKER).args(["buildx", "version"]).probe(ctx).ok()).flatten();
     checks.push(Check {
@@ -222,6 +236,20 @@ fn fork_source(ctx: &Context) -> Check {
     check
 }
 
+/// The oldest Docker engine major version the compose files work with: their healthchecks use
+/// `start_interval`, which engines before 25 reject.
+const MIN_ENGINE_MAJOR: u32 = 25;
+
+/// Why an engine version (`docker version --format {{.Server.Version}}`, e.g. `27.3.1` or
+/// `24.0.7-ce`) is too old, or `None` when it is recent enough or cannot be read (then the engine
+/// gets the benefit of the doubt: compose will say what it rejects).
+fn engine_too_old(version: &str) -> Option<String> {
+    let major: u32 = version.trim().split(['.', '-', '+']).next()?.parse().ok()?;
+    (major < MIN_ENGINE_MAJOR).then(|| {
+        format!("older than {MIN_ENGINE_MAJOR}, whose healthcheck `start_interval` the compose files use")
+    })
+}
+
 fn version_line(ctx: &Context, cmd: Cmd) -> String {
     cmd.probe(ctx).map_or_else(|e| format!("version unknown ({e})"), |out| out.first_line())
 }
@@ -258,5 +286,22 @@ fn print_table(checks: &[Check]) {
             c.detail,
             c.needed_by
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::engine_too_old;
+
+    #[test]
+    fn engines_before_25_are_too_old() {
+        for old in ["24.0.7", "20.10.24+dfsg1", "19.03.15-ce"] {
+            let why = engine_too_old(old).unwrap_or_else(|| panic!("{old} should be too old"));
+            assert!(why.contains("start_interval") && why.contains("25"), "{why}");
+        }
+        for new in ["25.0.0", "27.3.1", "28.0.0-rc.1", "100.1"] {
+            assert_eq!(engine_too_old(new), None, "{new}");
+        }
+        assert_eq!(engine_too_old("dev"), None, "an unreadable version is not held against the engine");
     }
 }
