@@ -1,7 +1,7 @@
 # Long-lived AWS resources of a temporal-dsql-deploy project: one Aurora DSQL cluster and, for
 # multi-instance deployments, the two DynamoDB tables of the distributed coordination.
 #
-# Run it through `cargo xtask infra plan|apply|status|output|destroy`, which passes the variables
+# Run it through `cargo xtask infra plan|apply|status|output|import|destroy`, which passes the variables
 # from config.toml and writes the outputs back. See README.md here for running it by hand.
 
 terraform {

@@ -1,4 +1,4 @@
-//! `cargo xtask infra plan|apply|status|output|destroy`: the long-lived AWS resources of
+//! `cargo xtask infra plan|apply|status|output|import|destroy`: the long-lived AWS resources of
 //! `terraform/shared` (an Aurora DSQL cluster, optionally the two DynamoDB coordination tables).
 //!
 //! Terraform does the work (local binary, else its official image through Docker); this command
@@ -40,6 +40,9 @@ enum InfraCommand {
     Status,
     /// Print the terraform outputs (identifier, ARN, endpoint, region, table names)
     Output(OutputArgs),
+    /// Adopt an existing Aurora DSQL cluster: into the terraform state (`terraform import`) and
+    /// config.toml, or with --config-only into config.toml alone
+    Import(ImportArgs),
     /// Delete the cluster and tables for good; asks for the project name to be typed back
     Destroy(DestroyArgs),
 }
@@ -71,6 +74,18 @@ struct OutputArgs {
 }
 
 #[derive(Debug, Args)]
+struct ImportArgs {
+    /// Identifier of the existing cluster (26 characters; `aws dsql list-clusters` lists them)
+    identifier: String,
+    /// Only write dsql.identifier into config.toml: the cluster is used as it is, and terraform
+    /// neither manages nor ever deletes it
+    #[arg(long)]
+    config_only: bool,
+    #[command(flatten)]
+    plan: PlanArgs,
+}
+
+#[derive(Debug, Args)]
 struct DestroyArgs {
     /// The project name, typed back without a prompt (for scripts); there is no `--yes` for destroy
     #[arg(long, value_name = "PROJECT_NAME")]
@@ -88,6 +103,7 @@ impl InfraArgs {
             InfraCommand::Apply(args) => apply(ctx, &args),
             InfraCommand::Status => status(ctx),
             InfraCommand::Output(args) => output(ctx, &args),
+            InfraCommand::Import(args) => import(ctx, &args),
             InfraCommand::Destroy(args) => destroy(ctx, &args),
         }
     }
@@ -183,8 +199,9 @@ fn check_identifier(settings: &Settings, state: &StateFile) -> Result<()> {
         }
         None => bail!(
             "dsql.identifier in {} is `{configured}`, a cluster this terraform state does not manage; apply would \
-             create a second cluster. Use that cluster as it is (no `infra apply` needed), or remove dsql.identifier \
-             and dsql.endpoint from {} to let terraform create and manage one",
+             create a second cluster. Run `cargo xtask infra import {configured}` to let terraform manage that \
+             cluster, use it as it is (no `infra apply` needed), or remove dsql.identifier and dsql.endpoint from {} \
+             to let terraform create and manage a new one",
             settings.config_file.display(),
             settings.config_file.display()
         ),
@@ -536,12 +553,118 @@ fn status(ctx: &Context) -> Result<()> {
             cli.push(format!("{role}={name}"));
         }
     }
+    let report = ask_aws(ctx, cli)?;
+    print_status(&report, state, settings)
+}
+
+/// Runs `tdsql-ops <cli>` (an `infra-status` query; it runs under `--dry-run` too, being
+/// read-only) and parses its report.
+fn ask_aws(ctx: &Context, cli: Vec<String>) -> Result<StatusReport> {
     let json = ops::command(cli).read(ctx).map_err(|err| {
         explain(err, "asking AWS for the cluster and tables failed (tdsql-ops infra-status)")
     })?;
-    let report: StatusReport = serde_json::from_str(&json)
-        .context("tdsql-ops infra-status printed something other than its JSON report")?;
-    print_status(&report, state, settings)
+    serde_json::from_str(&json).context("tdsql-ops infra-status printed something other than its JSON report")
+}
+
+/// `infra import`: an existing cluster into the state (unless `--config-only`) and config.toml.
+/// Checks first that AWS has it, so a typo fails before Terraform runs; afterwards a plan shows
+/// how far the cluster is from terraform/shared (tags, deletion protection) without changing it.
+fn import(ctx: &Context, args: &ImportArgs) -> Result<()> {
+    let identifier = args.identifier.trim();
+    if identifier.len() != 26 || !identifier.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        bail!(
+            "`{identifier}` is not an Aurora DSQL cluster identifier (26 lower-case letters and digits, the first \
+             label of its endpoint); `aws dsql list-clusters --region <region>` lists yours"
+        );
+    }
+    let prepared = prepare(ctx)?;
+    let Prepared { settings, workspace, state } = &prepared;
+    check_region(settings, &args.plan)?;
+    if let Some(configured) = settings.identifier.as_deref().filter(|c| *c != identifier) {
+        bail!(
+            "dsql.identifier in {} is already `{configured}`; remove it (`cargo xtask config set dsql.identifier \
+             \"\"`) to adopt `{identifier}` instead, or run `cargo xtask infra import {configured}`",
+            settings.config_file.display()
+        );
+    }
+    let managed = state.cluster_identifier();
+    if let Some(managed) = managed.filter(|m| *m != identifier) {
+        bail!(
+            "the terraform state at {} already manages cluster `{managed}`, and it holds one cluster; to adopt \
+             `{identifier}` for another project, give it a state of its own ({} set to an empty directory and \
+             another project.name), or run `cargo xtask infra destroy` first to delete `{managed}`",
+            workspace.state_file.display(),
+            terraform::STATE_DIR_ENV
+        );
+    }
+
+    let cli =
+        ["infra-status", "--region", &settings.region, "--cluster", identifier].map(str::to_owned).to_vec();
+    let report = ask_aws(ctx, cli)?;
+    let cluster = report.cluster.context("tdsql-ops infra-status reported no cluster")?;
+    if !cluster.found {
+        bail!(
+            "there is no Aurora DSQL cluster `{identifier}` in {} (project.region in {}); check the identifier \
+             (`aws dsql list-clusters --region {}`) and project.region, then run `cargo xtask infra import` again",
+            report.region,
+            settings.config_file.display(),
+            report.region
+        );
+    }
+    eprintln!(
+        "found cluster {identifier} in {}: {}, deletion protection {}",
+        report.region,
+        cluster.status.as_deref().unwrap_or("status unknown"),
+        match cluster.deletion_protection {
+            Some(true) => "on",
+            Some(false) => "off",
+            None => "unknown",
+        }
+    );
+
+    if args.config_only {
+        write_identifier(ctx, settings, identifier)?;
+        eprintln!(
+            "terraform does not manage `{identifier}`: `infra apply` will not touch or duplicate it while \
+             dsql.identifier names it, and `infra destroy` never deletes it; `cargo xtask infra import \
+             {identifier}` (without --config-only) hands it to terraform later"
+        );
+        return Ok(());
+    }
+
+    if managed.is_some() {
+        eprintln!("the terraform state already manages `{identifier}`; nothing to import");
+    } else {
+        init(ctx, workspace)?;
+        let mut cli = vec!["import".to_owned(), "-input=false".to_owned()];
+        cli.extend(colour_args());
+        let mut cli = with_vars(cli, &plan_vars(settings));
+        cli.extend(["aws_dsql_cluster.this".to_owned(), identifier.to_owned()]);
+        workspace.terraform(cli).run(ctx).map_err(|err| explain(err, "terraform import failed"))?;
+    }
+    let summary = plan_with(ctx, &prepared, &plan_vars(settings), true)?;
+    write_identifier(ctx, settings, identifier)?;
+    if summary.is_some_and(|s| s.has_changes()) {
+        eprintln!(
+            "the cluster differs from terraform/shared as planned above (nothing was changed); `cargo xtask infra \
+             apply` brings it in line: tags Name, Project and ManagedBy, deletion protection from terraform.tfvars, \
+             and the coordination tables when enabled"
+        );
+    }
+    Ok(())
+}
+
+/// Writes `dsql.identifier` (table names are left as they are).
+fn write_identifier(ctx: &Context, settings: &Settings, identifier: &str) -> Result<()> {
+    let values = WriteBack {
+        identifier: Some(identifier.to_owned()),
+        rate_limiter_table: None,
+        conn_lease_table: None,
+    };
+    if settings::write_back(ctx, settings, &values)? {
+        eprintln!("wrote dsql.identifier = {identifier} into {}", settings.config_file.display());
+    }
+    Ok(())
 }
 
 fn print_status(report: &StatusReport, state: &StateFile, settings: &Settings) -> Result<()> {

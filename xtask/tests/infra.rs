@@ -499,7 +499,12 @@ fn a_configured_cluster_the_state_does_not_manage_is_not_duplicated() {
     config.push_str("\n[dsql]\nidentifier = \"abcdefghijklmnopqrstuvwxyz\"\n");
     std::fs::write(sandbox.config_file(), config).unwrap();
     let run = sandbox.run(&["infra", "apply", "--yes"]).failure();
-    run.expect_message(&["`abcdefghijklmnopqrstuvwxyz`", "does not manage", "second cluster"]);
+    run.expect_message(&[
+        "`abcdefghijklmnopqrstuvwxyz`",
+        "does not manage",
+        "second cluster",
+        "cargo xtask infra import abcdefghijklmnopqrstuvwxyz",
+    ]);
 }
 
 /// Replaces what differs between machines and runs in a printed plan.
@@ -573,4 +578,63 @@ fn dry_run_plans_match_the_expected_files() {
         format!("{}:{}", meta.uid(), meta.gid())
     };
     expect_file("infra-plan-docker.txt", &normalize(&docker.stdout, &sandbox).replace(&owner, "$UID:$GID"));
+}
+
+/// Adopting a cluster made elsewhere: an unknown identifier fails before Terraform runs;
+/// `--config-only` just writes dsql.identifier; `import` puts it into the state, and the plan
+/// it runs afterwards shows no changes, because the cluster was made the way terraform/shared
+/// makes one (tags, deletion protection as in terraform.tfvars).
+#[test]
+fn an_existing_cluster_is_imported_into_config_and_state() {
+    let sandbox = Sandbox::new("import");
+    sandbox.write_config(false, REGION);
+    sandbox.write_tfvars("deletion_protection = false\n");
+
+    let unknown = sandbox.run(&["infra", "import", "abcdefghijklmnopqrstuvwxyz"]).failure();
+    unknown.expect_message(&[
+        "no Aurora DSQL cluster `abcdefghijklmnopqrstuvwxyz` in us-east-1",
+        "aws dsql list-clusters",
+    ]);
+    assert!(!unknown.stderr.contains("▸ "), "no terraform ran:\n{}", unknown.stderr);
+
+    let identifier = block_on(async {
+        let sdk = tdsql_test_support::aws_config(REGION).await;
+        let created = aws_sdk_dsql::Client::new(&sdk)
+            .create_cluster()
+            .deletion_protection_enabled(false)
+            .tags("Name", format!("{}-dsql", sandbox.project))
+            .tags("Project", &sandbox.project)
+            .tags("ManagedBy", "terraform")
+            .send()
+            .await
+            .unwrap();
+        created.identifier().to_owned()
+    });
+
+    sandbox.run(&["infra", "import", &identifier, "--config-only"]).success();
+    let config = std::fs::read_to_string(sandbox.config_file()).unwrap();
+    assert!(config.contains(&format!("identifier = \"{identifier}\"")), "{config}");
+    assert!(config.contains("# resource prefix"), "comments kept:\n{config}");
+    assert!(!sandbox.state_dir().join("terraform.tfstate").exists(), "--config-only leaves terraform alone");
+
+    let imported = sandbox.run(&["infra", "import", &identifier]).success();
+    assert!(imported.stderr.contains("terraform -chdir="), "terraform ran:\n{}", imported.stderr);
+    assert!(
+        imported.stderr.contains("no changes: the infrastructure matches the configuration"),
+        "the plan after the import shows no changes:\n{}",
+        imported.stderr
+    );
+    assert_eq!(output_of(&sandbox, "dsql_cluster_identifier"), identifier, "the state manages it");
+    assert_eq!(std::fs::read_to_string(sandbox.config_file()).unwrap(), config, "config.toml already right");
+    let plan = sandbox.run(&["infra", "plan"]).success();
+    assert!(plan.stderr.contains("no changes"), "a plan after the import changes nothing:\n{}", plan.stderr);
+
+    // A second cluster cannot be imported into the same state.
+    let second = sandbox.run(&["infra", "import", "zyxwvutsrqponmlkjihgfedcba"]).failure();
+    second.expect_message(&["already `", "cargo xtask config set dsql.identifier"]);
+
+    block_on(async {
+        let sdk = tdsql_test_support::aws_config(REGION).await;
+        aws_sdk_dsql::Client::new(&sdk).delete_cluster().identifier(&identifier).send().await.unwrap();
+    });
 }
