@@ -292,6 +292,12 @@ fn apply_writes_back_status_reports_and_a_second_apply_changes_nothing() {
         assert!(config.contains(&expected), "config.toml lacks `{expected}` after apply:\n{config}");
     }
     assert!(!config.contains("endpoint"), "the endpoint is derived, not written:\n{config}");
+    // The dsql profile derives exactly the endpoint terraform reports; the local profile, which
+    // reads dsql.endpoint (its `postgresql` host), is not redirected to the cluster.
+    let dsql = sandbox.run(&["--profile", "dsql", "config", "validate"]).success();
+    assert!(dsql.stdout.contains(&format!("(endpoint {endpoint})")), "{}", dsql.stdout);
+    let local = sandbox.run(&["--profile", "local", "config", "validate"]).success();
+    assert!(local.stdout.contains("(endpoint postgresql)"), "{}", local.stdout);
 
     let status = sandbox.run(&["infra", "status"]).success();
     assert!(status.stdout.contains(&format!("cluster     {identifier}  ACTIVE")), "{}", status.stdout);

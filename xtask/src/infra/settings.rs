@@ -2,8 +2,9 @@
 //! `apply` created (through its comment-preserving, atomic editor).
 //!
 //! Written back: `dsql.identifier` and the table names. Not `dsql.endpoint`: an empty endpoint
-//! already means `<identifier>.dsql.<region>.on.aws`, and config.toml sits above every profile, so
-//! an endpoint written there would also replace the local profile's `postgresql` host.
+//! already means `<identifier>.dsql.<region>.on.aws` (the `dsql_endpoint` output, exactly), and
+//! config.toml sits above every profile's profile.toml, so an endpoint written there would also
+//! replace the local profile's `postgresql` host (its `dsql.endpoint`) and point that stack at AWS.
 
 use std::path::PathBuf;
 
