@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use docker_compose_types::{Compose, DependsOnOptions, Ports, Service, Volumes};
 use promql_parser::parser::{self, Expr};
 
-use super::COMPOSE_VARIABLES;
+use super::{COMPOSE_VARIABLES, GRAFANA_PASSWORD_ENV};
 use crate::paths::project_root;
 
 /// Variables the compose files interpolate from the process environment instead: secrets (never in
@@ -260,6 +260,38 @@ fn check_host_path(profile: &str, service: &str, dir: &Path, source: &str) {
     }
     let path = dir.join(relative);
     assert!(path.exists(), "{profile}/{service}: {source} ({}) does not exist", path.display());
+}
+
+/// Grafana must never start with its built-in admin/admin: the password is the process secret
+/// the xtask passes, required (`:?`) with no default that could stand in for it.
+#[test]
+fn grafana_admin_password_is_required_and_never_defaulted() {
+    for (profile, text, _) in compose_files() {
+        // Before interpolation, so the variable itself is what is checked.
+        let compose = parse_compose(&text, &format!("profiles/{profile}/compose.yaml"));
+        let grafana = services(&compose).into_iter().find(|(n, _)| n.as_str() == "grafana").unwrap().1;
+        let password = match &grafana.environment {
+            docker_compose_types::Environment::KvPair(map) => {
+                map.get("GF_SECURITY_ADMIN_PASSWORD").and_then(|v| v.as_ref()).map(ToString::to_string)
+            }
+            docker_compose_types::Environment::List(list) => {
+                list.iter().find_map(|e| e.strip_prefix("GF_SECURITY_ADMIN_PASSWORD=")).map(str::to_owned)
+            }
+        };
+        let password =
+            password.unwrap_or_else(|| panic!("{profile}: grafana has no GF_SECURITY_ADMIN_PASSWORD"));
+        assert!(
+            password.starts_with(&format!("${{{GRAFANA_PASSWORD_ENV}:?")) && password.ends_with('}'),
+            "{profile}: GF_SECURITY_ADMIN_PASSWORD must be ${{{GRAFANA_PASSWORD_ENV}:?...}}, got {password}"
+        );
+        let uses: Vec<(String, String)> =
+            interpolations(&text).into_iter().filter(|(n, _)| n == GRAFANA_PASSWORD_ENV).collect();
+        assert!(
+            uses.iter().all(|(_, modifier)| modifier.starts_with(":?")),
+            "{profile}: {GRAFANA_PASSWORD_ENV} defaulted somewhere: {uses:?}"
+        );
+        assert!(!text.contains("GF_SECURITY_ADMIN_PASSWORD: admin"), "{profile}: the default password");
+    }
 }
 
 #[test]
