@@ -204,7 +204,8 @@ fn fork_source(ctx: &Context) -> Check {
               from git)"
             .to_owned(),
     };
-    let source = match config::load(ctx) {
+    // Only fork.* matters here: a table `infra apply` has yet to name is no reason to say more.
+    let source = match config::load_before_infra(ctx) {
         Ok(eff) => eff.fork.source(&paths::project_root()),
         Err(err) => {
             check.detail =

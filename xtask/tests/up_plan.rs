@@ -94,6 +94,27 @@ fn dsql_profile_with_tables_to_create_plans_the_infra() {
     assert!(plan.contains("cargo xtask --profile dsql infra apply --yes"), "{plan}");
 }
 
+/// The doctor (and so `up`'s preflight) reads the fork source even while a table waits for
+/// `infra apply`, instead of calling the whole configuration invalid.
+#[test]
+fn doctor_reads_the_fork_source_while_a_table_waits_for_infra() {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("TDSQL_DOCKER", format!("{MISSING}/docker"))
+        .env("TDSQL_TERRAFORM", format!("{MISSING}/terraform"))
+        .env("CARGO", format!("{MISSING}/cargo"))
+        .env("TDSQL_CONFIG_FILE", empty_config())
+        .env("TDSQL_FORK_PATH", format!("{MISSING}/temporal"))
+        .env("TDSQL_COORDINATION_RATE_LIMITER_ENABLED", "true")
+        .args(["--profile", "dsql", "doctor"])
+        .output()
+        .expect("the xtask binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("no checkout at {MISSING}/temporal (fork.path)")), "{stdout}");
+    assert!(!stdout.contains("configuration invalid"), "{stdout}");
+}
+
 /// The local profile never runs infra: an unnamed table stays an error there, saying what to do.
 #[test]
 fn local_profile_with_an_unnamed_table_fails_at_config() {
