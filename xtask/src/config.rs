@@ -4,6 +4,9 @@
 //! For other commands:
 //! - [`load`] (or [`load_with`] to add the command's own flags) gives the typed, validated config of
 //!   `ctx.profile` ([`Effective`], which derefs to [`Config`]) and where every value came from.
+//! - [`load_before_infra`] is the same for `infra` and `up` before its infra stage: a value that
+//!   `infra apply` fills in (an enabled coordination table without a name) is listed in
+//!   `loaded.pending` instead of failing the load.
 //! - [`write_back`] sets keys in the user's `config.toml`, keeping its comments (infra apply).
 //! - [`grafana_admin_password`] gives the password compose gets as `TDSQL_GRAFANA_ADMIN_PASSWORD`
 //!   (generated into `config.toml` on first use).
