@@ -138,6 +138,14 @@ pub enum ConfigError {
          `cargo xtask infra apply`, or `cargo xtask config set dsql.identifier <id>`"
     )]
     NoCluster,
+    /// A dashboard of the repository's `grafana/` folder is not valid JSON.
+    #[error("{path} is not valid JSON ({message}): fix the dashboard and render again")]
+    Dashboard {
+        /// The source, relative to the repository root.
+        path: &'static str,
+        /// The parser's message, with line and column.
+        message: String,
+    },
 }
 
 fn list(problems: &[Problem]) -> String {

@@ -1,6 +1,6 @@
 //! The renderers: golden files for both profiles (`UPDATE_EXPECT=1` rewrites them), the `.env`
-//! contract with the fork, no secrets in any rendered file, and every YAML parses to what Temporal
-//! and Grafana expect.
+//! contract with the fork, no secrets in any rendered file, every YAML parses to what Temporal
+//! and Grafana expect, and the dashboards are the `grafana/` sources with the cluster preselected.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -98,7 +98,9 @@ fn golden_files_for_both_profiles() {
                 "temporal.env",
                 "temporal/config.yaml",
                 "temporal/dynamicconfig.yaml",
-                "grafana/datasources.yaml"
+                "grafana/datasources.yaml",
+                "grafana/dashboards/server/server.json",
+                "grafana/dashboards/dsql/persistence.json"
             ]
         );
         for f in &files {
@@ -383,7 +385,118 @@ fn grafana_datasources_have_fixed_uids_and_the_region() {
     let cloudwatch = by_uid("cloudwatch");
     assert_eq!(cloudwatch["type"].as_str(), Some("cloudwatch"));
     assert_eq!(get(cloudwatch, "jsonData.defaultRegion").as_str(), Some("us-east-1"));
-    assert_eq!(get(cloudwatch, "jsonData.tdsqlClusterId").as_str(), Some(CLUSTER));
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("does not parse: {e}"))
+}
+
+/// The `dsql_cluster` variable of a rendered DSQL Persistence dashboard.
+fn cluster_variable(files: &[Rendered]) -> serde_json::Value {
+    let dashboard = json(file(files, render::GRAFANA_DSQL_DASHBOARD));
+    let list = dashboard["templating"]["list"].as_array().expect("templating.list").clone();
+    let mut found = list.into_iter().filter(|v| v["name"] == render::GRAFANA_DSQL_CLUSTER_VARIABLE);
+    let variable = found.next().expect("a dsql_cluster variable");
+    assert!(found.next().is_none(), "one dsql_cluster variable");
+    variable
+}
+
+#[test]
+fn the_dsql_cluster_variable_defaults_to_the_configured_cluster() {
+    let variable = cluster_variable(&rendered("dsql"));
+    assert_eq!(variable["current"]["value"], CLUSTER);
+    assert_eq!(variable["current"]["text"], CLUSTER);
+    assert_eq!(variable["current"]["selected"], true);
+    // Still the CloudWatch query, so the other clusters of the account stay selectable.
+    assert_eq!(variable["type"], "query");
+    assert_eq!(variable["datasource"]["uid"], "cloudwatch");
+    assert_eq!(variable["query"]["dimensionKey"], "ClusterId");
+
+    // The cluster id derived from a DSQL endpoint when only dsql.endpoint is set.
+    let mut config = config("dsql");
+    config.dsql.identifier = String::new();
+    config.dsql.endpoint = "zyxwvutsrqponmlkjihgfedcba.dsql.us-east-1.on.aws".to_owned();
+    let files = render::render_all(&config, "dsql").unwrap();
+    assert_eq!(cluster_variable(&files)["current"]["value"], "zyxwvutsrqponmlkjihgfedcba");
+}
+
+#[test]
+fn without_a_cluster_the_dsql_cluster_variable_is_left_as_in_the_source() {
+    let source = root().join("grafana/dsql/persistence.json");
+    let source_variable = {
+        let dashboard = json(&std::fs::read_to_string(&source).unwrap());
+        dashboard["templating"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == render::GRAFANA_DSQL_CLUSTER_VARIABLE)
+            .expect("the source has the variable")
+            .clone()
+    };
+    assert_eq!(source_variable["current"], json("{}"), "the source leaves the choice to Grafana");
+    // The local profile has no cluster: nothing to preset.
+    assert_eq!(cluster_variable(&rendered("local")), source_variable);
+    // A dsql endpoint that names no cluster (not `<id>.dsql.<region>.on.aws`) presets nothing either.
+    let mut config = config("dsql");
+    config.dsql.identifier = String::new();
+    config.dsql.endpoint = "dsql.internal.example".to_owned();
+    let files = render::render_all(&config, "dsql").unwrap();
+    assert_eq!(cluster_variable(&files), source_variable);
+}
+
+/// Every `*.json` below the repository's `grafana/`, relative to it, sorted.
+fn dashboard_sources() -> Vec<String> {
+    fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, base, out);
+            } else if path.extension().is_some_and(|e| e == "json") {
+                out.push(path.strip_prefix(base).unwrap().to_str().unwrap().replace('\\', "/"));
+            }
+        }
+    }
+    let base = root().join("grafana");
+    let mut out = Vec::new();
+    walk(&base, &base, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn every_dashboard_in_grafana_is_rendered_and_differs_only_in_the_cluster_default() {
+    let sources = dashboard_sources();
+    assert_eq!(sources.len(), 2, "{sources:?}");
+    for profile in ["local", "dsql"] {
+        let files = rendered(profile);
+        let prefix = format!("{}/", render::GRAFANA_DASHBOARDS);
+        let mut dashboards: Vec<&Rendered> = files.iter().filter(|f| f.path.starts_with(&prefix)).collect();
+        dashboards.sort_by_key(|f| f.path);
+        let rendered_sources: Vec<&str> = dashboards.iter().map(|f| &f.path[prefix.len()..]).collect();
+        assert_eq!(
+            rendered_sources, sources,
+            "{profile}: each grafana/ dashboard, at the same relative path"
+        );
+        for (f, source) in dashboards.iter().zip(&sources) {
+            let text = std::fs::read_to_string(root().join("grafana").join(source)).unwrap();
+            if profile == "local" || f.path == render::GRAFANA_SERVER_DASHBOARD {
+                assert_eq!(f.contents, text, "{profile}: {source} renders byte for byte as its source");
+                continue;
+            }
+            // The dsql persistence dashboard: the source with exactly the variable's `current` set.
+            let mut expected = json(&text);
+            let variable = expected["templating"]["list"]
+                .as_array_mut()
+                .unwrap()
+                .iter_mut()
+                .find(|v| v["name"] == render::GRAFANA_DSQL_CLUSTER_VARIABLE)
+                .unwrap();
+            variable["current"] =
+                json(&format!(r#"{{"selected": true, "text": "{CLUSTER}", "value": "{CLUSTER}"}}"#));
+            assert_eq!(json(&f.contents), expected, "{profile}: {source}");
+            assert_ne!(f.contents, text);
+        }
+    }
 }
 
 #[test]

@@ -159,9 +159,8 @@ pub(super) fn compose_env(c: &Config, endpoint: &str, header: &str) -> String {
     f.var("TDSQL_OBSERVABILITY_MIMIR_PORT", o.mimir_port);
     f.var("TDSQL_OBSERVABILITY_MIMIR_RETENTION", o.mimir_retention.as_hours_ceil());
     f.var("TDSQL_MIMIR_URL", format!("http://{MIMIR_SERVICE}:{}", o.mimir_port));
-    f.section("Cluster (for dashboards: the CloudWatch ClusterId dimension)");
+    f.section("Cluster");
     f.var("TDSQL_DSQL_ENDPOINT", endpoint);
-    f.var("TDSQL_DSQL_CLUSTER_ID", c.cluster_id().unwrap_or_default());
     if c.is_local() {
         f.section("Local PostgreSQL 16 stand-in");
         f.var("TDSQL_LOCAL_POSTGRES_PORT", c.local.postgres_port);

@@ -1,9 +1,9 @@
 //! The renderers: every file the containers read, from one validated [`Config`].
 //!
 //! Output goes to `profiles/<p>/generated/` (git-ignored) under fixed names ([`COMPOSE_ENV`],
-//! [`TEMPORAL_ENV`], [`TEMPORAL_CONFIG`], [`DYNAMIC_CONFIG`], [`GRAFANA_DATASOURCES`]). No secret is
-//! ever rendered: the Grafana password reaches compose as process environment, IAM tokens are made
-//! inside the containers at connect time.
+//! [`TEMPORAL_ENV`], [`TEMPORAL_CONFIG`], [`DYNAMIC_CONFIG`], [`GRAFANA_DATASOURCES`], and the
+//! dashboards below [`GRAFANA_DASHBOARDS`]). No secret is ever rendered: the Grafana password
+//! reaches compose as process environment, IAM tokens are made inside the containers at connect time.
 
 mod env;
 mod grafana;
@@ -28,6 +28,17 @@ pub const TEMPORAL_CONFIG: &str = "temporal/config.yaml";
 pub const DYNAMIC_CONFIG: &str = "temporal/dynamicconfig.yaml";
 /// Grafana datasource provisioning.
 pub const GRAFANA_DATASOURCES: &str = "grafana/datasources.yaml";
+/// The dashboards folder Grafana's file providers read (mount it at `/etc/grafana/dashboards`).
+/// Each dashboard keeps its path below the repository's `grafana/`: `grafana/dsql/persistence.json`
+/// renders to `grafana/dashboards/dsql/persistence.json`.
+pub const GRAFANA_DASHBOARDS: &str = "grafana/dashboards";
+/// *Temporal Server Health*, from `grafana/server/server.json` (Grafana's home dashboard).
+pub const GRAFANA_SERVER_DASHBOARD: &str = "grafana/dashboards/server/server.json";
+/// *DSQL Persistence*, from `grafana/dsql/persistence.json`.
+pub const GRAFANA_DSQL_DASHBOARD: &str = "grafana/dashboards/dsql/persistence.json";
+/// The dashboard variable holding the CloudWatch `ClusterId` dimension; rendered with the
+/// configured cluster as its default.
+pub const GRAFANA_DSQL_CLUSTER_VARIABLE: &str = "dsql_cluster";
 
 /// Compose service name of the Temporal frontend (the cluster's RPC address and public client).
 pub const FRONTEND_SERVICE: &str = "temporal-frontend";
@@ -47,20 +58,25 @@ pub struct Rendered {
     pub contents: String,
 }
 
-/// Renders every file for `config` (`profile` names it in the header comments).
+/// Renders every file for `config` (`profile` names it in the header comments). The dashboards
+/// are the repository's `grafana/` sources (JSON has no comments, so no header), with the
+/// [`GRAFANA_DSQL_CLUSTER_VARIABLE`] defaulting to the configured cluster when there is one.
 ///
 /// # Errors
-/// [`ConfigError::NoCluster`] when the profile targets Aurora DSQL and no cluster is configured.
+/// [`ConfigError::NoCluster`] when the profile targets Aurora DSQL and no cluster is configured;
+/// [`ConfigError::Dashboard`] when a dashboard source is not valid JSON.
 pub fn render_all(config: &Config, profile: &str) -> Result<Vec<Rendered>, ConfigError> {
     let endpoint = config.endpoint().ok_or(ConfigError::NoCluster)?;
     let header = header(profile);
-    Ok(vec![
+    let mut files = vec![
         Rendered { path: COMPOSE_ENV, contents: env::compose_env(config, &endpoint, &header) },
         Rendered { path: TEMPORAL_ENV, contents: env::temporal_env(config, &endpoint, &header) },
         Rendered { path: TEMPORAL_CONFIG, contents: temporal::server_config(config, &endpoint, &header) },
         Rendered { path: DYNAMIC_CONFIG, contents: temporal::dynamic_config(config, &header) },
         Rendered { path: GRAFANA_DATASOURCES, contents: grafana::datasources(config, &header) },
-    ])
+    ];
+    files.extend(grafana::dashboards(config)?);
+    Ok(files)
 }
 
 /// Writes `files` below `dir`, each atomically; a file whose contents are unchanged is not
