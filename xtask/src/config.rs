@@ -258,7 +258,8 @@ enum ConfigCommand {
     /// Check the effective config of the profile; every problem with key, file and line
     Validate,
     /// Write the generated files of the profile (compose.env, temporal.env, Temporal server and
-    /// dynamic config, Grafana datasources) into profiles/<p>/generated/ and print their paths
+    /// dynamic config, Grafana datasources and dashboards) into profiles/<p>/generated/ and print
+    /// their paths
     Render,
 }
 

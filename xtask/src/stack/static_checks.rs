@@ -23,9 +23,20 @@ const PROFILES: [&str; 2] = ["local", "dsql"];
 const TEMPORAL_SERVICES: [&str; 4] =
     ["temporal-history", "temporal-matching", "temporal-frontend", "temporal-worker"];
 
-/// Files the config renderer writes into `profiles/<p>/generated/` that the compose files use.
-const RENDERED: [&str; 3] =
-    ["generated/temporal", "generated/temporal.env", "generated/grafana/datasources.yaml"];
+/// Files and folders the config renderer writes into `profiles/<p>/generated/` that the compose
+/// files use.
+const RENDERED: [&str; 4] = [
+    "generated/temporal",
+    "generated/temporal.env",
+    "generated/grafana/datasources.yaml",
+    "generated/grafana/dashboards",
+];
+
+/// Where Grafana sees the rendered dashboards folder; its file providers read below it.
+const GRAFANA_DASHBOARDS_MOUNT: &str = "/etc/grafana/dashboards";
+
+/// The sample cluster the dsql profile is rendered with.
+const SAMPLE_CLUSTER: &str = "abcdefghijklmnopqrstuvwxyz";
 
 fn compose_path(profile: &str) -> PathBuf {
     project_root().join("profiles").join(profile).join("compose.yaml")
@@ -457,16 +468,22 @@ fn alloy_scrapes_every_temporal_service_by_its_compose_name() {
     }
 }
 
-/// Every dashboard, parsed.
+/// Every dashboard as Grafana gets it (rendered for the dsql profile with a cluster, the one that
+/// differs from its source), parsed and named by its source in `grafana/`.
 fn dashboards() -> Vec<(String, serde_json::Value)> {
-    ["grafana/server/server.json", "grafana/dsql/persistence.json"]
-        .iter()
-        .map(|rel| {
-            let text = read(&project_root().join(rel));
-            let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{rel} is not valid JSON: {e}"));
-            ((*rel).to_owned(), json)
+    let prefix = format!("{}/", tdsql_config_renderer::render::GRAFANA_DASHBOARDS);
+    let dashboards: Vec<(String, serde_json::Value)> = rendered_files("dsql")
+        .into_iter()
+        .filter_map(|f| {
+            let source = format!("grafana/{}", f.path.strip_prefix(&prefix)?);
+            let json = serde_json::from_str(&f.contents)
+                .unwrap_or_else(|e| panic!("{source} (rendered) is not valid JSON: {e}"));
+            Some((source, json))
         })
-        .collect()
+        .collect();
+    let names: Vec<&str> = dashboards.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["grafana/server/server.json", "grafana/dsql/persistence.json"], "rendered dashboards");
+    dashboards
 }
 
 fn all_panels(dashboard: &serde_json::Value) -> Vec<&serde_json::Value> {
@@ -621,12 +638,100 @@ fn dashboards_have_unique_uids_and_use_the_provisioned_datasources() {
             }
         }
     }
+}
+
+/// Every CloudWatch query filters on the `dsql_cluster` variable, and the rendered dashboard
+/// preselects the configured cluster in it (so opening it from Grafana's list shows this profile's).
+#[test]
+fn cloudwatch_queries_follow_the_cluster_variable_preset_to_the_configured_cluster() {
+    use tdsql_config_renderer::render::GRAFANA_DSQL_CLUSTER_VARIABLE;
+    let mut queries = 0;
+    for (file, dashboard) in dashboards() {
+        for panel in all_panels(&dashboard) {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let cloudwatch = target["datasource"]["uid"] == "cloudwatch"
+                    || (target["datasource"].is_null() && panel["datasource"]["uid"] == "cloudwatch");
+                if !cloudwatch {
+                    continue;
+                }
+                assert_eq!(target["namespace"], "AWS/AuroraDSQL", "{file}, panel {}", panel["title"]);
+                assert_eq!(
+                    target["dimensions"]["ClusterId"],
+                    format!("${GRAFANA_DSQL_CLUSTER_VARIABLE}"),
+                    "{file}, panel {}: filter on the cluster variable",
+                    panel["title"]
+                );
+                queries += 1;
+            }
+        }
+        for variable in dashboard["templating"]["list"].as_array().into_iter().flatten() {
+            if variable["name"] == GRAFANA_DSQL_CLUSTER_VARIABLE {
+                assert_eq!(variable["current"]["value"], SAMPLE_CLUSTER, "{file}: the preselected cluster");
+                assert_eq!(variable["current"]["text"], SAMPLE_CLUSTER, "{file}: the preselected cluster");
+            }
+        }
+    }
+    assert!(queries >= 4, "only {queries} CloudWatch queries found");
+}
+
+/// Grafana reads the rendered dashboards: the compose files mount the generated folder where the
+/// providers look, every provider path holds rendered dashboards, and the home dashboard is one.
+#[test]
+fn grafana_provisions_the_rendered_dashboards() {
+    use tdsql_config_renderer::render;
+    let rendered: Vec<String> = rendered_files("dsql")
+        .into_iter()
+        .filter_map(|f| {
+            let rel = f.path.strip_prefix(render::GRAFANA_DASHBOARDS)?;
+            Some(format!("{GRAFANA_DASHBOARDS_MOUNT}{rel}"))
+        })
+        .collect();
     let providers = read(&project_root().join("docker/grafana/dashboards.yaml"));
     let providers: serde_norway::Value = serde_norway::from_str(&providers).expect("dashboards.yaml parses");
-    for provider in providers["providers"].as_sequence().expect("providers") {
+    let providers = providers["providers"].as_sequence().expect("providers");
+    for provider in providers {
         let path = provider["options"]["path"].as_str().expect("a path");
-        let rel = path.strip_prefix("/etc/grafana/dashboards/").expect("under the mounted grafana/ dir");
-        assert!(project_root().join("grafana").join(rel).is_dir(), "provider path {path} has no directory");
+        assert!(
+            rendered.iter().any(|f| f.starts_with(&format!("{path}/"))),
+            "provider path {path} holds no rendered dashboard (rendered: {rendered:?})"
+        );
+    }
+    for dashboard in &rendered {
+        assert!(
+            providers.iter().any(|p| {
+                p["options"]["path"].as_str().is_some_and(|path| dashboard.starts_with(&format!("{path}/")))
+            }),
+            "{dashboard} is rendered, but no provider in docker/grafana/dashboards.yaml reads it"
+        );
+    }
+    let mount = format!("./generated/{}:{GRAFANA_DASHBOARDS_MOUNT}:ro", render::GRAFANA_DASHBOARDS);
+    for (profile, _, compose) in compose_files() {
+        let grafana = services(&compose).into_iter().find(|(n, _)| n.as_str() == "grafana").unwrap().1;
+        assert!(
+            grafana.volumes.contains(&Volumes::Simple(mount.clone())),
+            "{profile}/grafana: mount the rendered dashboards, {mount}"
+        );
+        let dashboards_mounts = grafana
+            .volumes
+            .iter()
+            .filter(
+                |v| matches!(v, Volumes::Simple(s) if s.contains(&format!(":{GRAFANA_DASHBOARDS_MOUNT}"))),
+            )
+            .count();
+        assert_eq!(dashboards_mounts, 1, "{profile}/grafana: one dashboards mount, the rendered one");
+        let home = match &grafana.environment {
+            docker_compose_types::Environment::KvPair(map) => map
+                .get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+                .and_then(|v| v.as_ref())
+                .map(ToString::to_string),
+            docker_compose_types::Environment::List(list) => list
+                .iter()
+                .find_map(|e| e.strip_prefix("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH="))
+                .map(str::to_owned),
+        };
+        let home =
+            home.unwrap_or_else(|| panic!("{profile}/grafana: no GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"));
+        assert!(rendered.contains(&home), "{profile}/grafana: the home dashboard {home} is not rendered");
     }
 }
 
@@ -655,17 +760,23 @@ fn interpolation_follows_compose_rules() {
     );
 }
 
-/// The config renderer's own compose.env for a profile (committed defaults; a cluster for dsql).
-fn rendered_compose_env(profile: &str) -> BTreeMap<String, String> {
+/// What the config renderer writes for a profile (committed defaults; a cluster for dsql).
+fn rendered_files(profile: &str) -> Vec<tdsql_config_renderer::render::Rendered> {
     use tdsql_config_renderer::{Loader, render};
     let profile_toml = project_root().join("profiles").join(profile).join("profile.toml");
     let mut loader = Loader::new().file(&profile_toml, "profile.toml").expect("profile.toml loads");
     if profile == "dsql" {
         loader =
-            loader.text("[dsql]\nidentifier = \"abcdefghijklmnopqrstuvwxyz\"\n", "test").expect("a layer");
+            loader.text(&format!("[dsql]\nidentifier = \"{SAMPLE_CLUSTER}\"\n"), "test").expect("a layer");
     }
     let loaded = loader.load().expect("the committed profile is valid");
-    let files = render::render_all(&loaded.config, profile).expect("it renders");
+    render::render_all(&loaded.config, profile).expect("it renders")
+}
+
+/// The config renderer's own compose.env for a profile (committed defaults; a cluster for dsql).
+fn rendered_compose_env(profile: &str) -> BTreeMap<String, String> {
+    use tdsql_config_renderer::render;
+    let files = rendered_files(profile);
     let datasources = files.iter().find(|f| f.path == render::GRAFANA_DATASOURCES).expect("datasources");
     for uid in ["uid: prometheus", "uid: cloudwatch"] {
         assert!(datasources.contents.contains(uid), "{profile}: the dashboards need the datasource {uid}");
