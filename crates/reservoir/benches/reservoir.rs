@@ -7,7 +7,8 @@
 //!
 //! Run: `cargo xtask test --serve` in one shell, export what it prints, then
 //! `cargo bench -p tdsql-reservoir --bench reservoir`. `BENCH_SECONDS` sets the length of each
-//! steady-load run (default 60, as the issue asks).
+//! steady-load run (default 60, as the issue asks); `BENCH_LIFETIME_SECS` the connection lifetime
+//! of both pools (default 10), to see how the on-demand pool's tail follows the churn.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +20,6 @@ use tdsql_reservoir::{
 };
 use tokio_postgres::config::Host;
 
-const LIFETIME: Duration = Duration::from_secs(10);
 const STEADY_TASKS: usize = 64;
 const BURST_TASKS: usize = 200;
 const HOLD: Duration = Duration::from_millis(10);
@@ -248,8 +248,15 @@ fn report(name: &str, out: &Outcome, connects: u64) {
 
 async fn side_by_side(db: &tokio_postgres::Config) {
     let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let lifetime = Duration::from_secs(
+        std::env::var("BENCH_LIFETIME_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|&s| s > 0)
+            .unwrap_or(10),
+    );
     println!(
-        "== 2. {seconds} s of load from {STEADY_TASKS} tasks (hold {HOLD:?}, think {THINK:?}), lifetime {LIFETIME:?}, \
+        "== 2. {seconds} s of load from {STEADY_TASKS} tasks (hold {HOLD:?}, think {THINK:?}), lifetime {lifetime:?}, \
          connects limited to {CONNECT_RATE}/s (burst {CONNECT_BURST}), + {BURST_TASKS} concurrent requests at {} s",
         seconds / 2
     );
@@ -257,7 +264,7 @@ async fn side_by_side(db: &tokio_postgres::Config) {
     let config = ReservoirConfig {
         target_ready: 220,
         max_open: Some(300),
-        base_lifetime: LIFETIME,
+        base_lifetime: lifetime,
         lifetime_jitter: Duration::from_secs(2),
         guard_window: Duration::from_secs(1),
         connect_rate: CONNECT_RATE,
@@ -291,8 +298,8 @@ async fn side_by_side(db: &tokio_postgres::Config) {
         Manager::from_connect(db.clone(), connect, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     let pool = Pool::builder(manager)
         .max_size(STEADY_TASKS + BURST_TASKS)
-        .pre_recycle(Hook::sync_fn(|_, metrics| {
-            if metrics.age() > LIFETIME { Err(HookError::message("past max lifetime")) } else { Ok(()) }
+        .pre_recycle(Hook::sync_fn(move |_, metrics| {
+            if metrics.age() > lifetime { Err(HookError::message("past max lifetime")) } else { Ok(()) }
         }))
         .build()
         .expect("a deadpool");
