@@ -215,7 +215,9 @@ fn doc_of(key: &str) -> &'static str {
         "build.arch" => "image architecture: auto (the Docker engine's), amd64 or arm64",
         "dsql.backend" => "dsql (a real Aurora DSQL cluster) or postgres (the local PostgreSQL stand-in)",
         "dsql.identifier" => "cluster identifier, 26 characters; written by `cargo xtask infra apply`",
-        "dsql.endpoint" => "endpoint host; empty: <identifier>.dsql.<region>.on.aws",
+        "dsql.endpoint" => {
+            "DSQL cluster endpoint; empty: <identifier>.dsql.<region>.on.aws; written by `cargo xtask infra apply`"
+        }
         "dsql.port" => "endpoint port",
         "dsql.user" => "database user (the server always connects as admin with an IAM token)",
         "dsql.database" => "database name; DSQL has exactly one: postgres",
@@ -277,6 +279,9 @@ fn doc_of(key: &str) -> &'static str {
         }
         "observability.mimir_port" => "Mimir HTTP port (published on 127.0.0.1)",
         "observability.mimir_retention" => "how long Mimir keeps metrics",
+        "local.postgres_host" => {
+            "host of the local profile's PostgreSQL 16 in the compose network (dsql.backend = postgres)"
+        }
         "local.postgres_port" => "host port of the local profile's PostgreSQL 16 (published on 127.0.0.1)",
         _ => "",
     }
@@ -319,6 +324,7 @@ mod tests {
             "temporal.history_shards",
             "temporal.log_level",
             "temporal.image",
+            "local.postgres_host",
             "local.postgres_port",
         ] {
             assert!(get(key).is_some(), "missing key {key}");

@@ -169,7 +169,9 @@ pub struct Dsql {
     pub backend: Backend,
     /// Cluster identifier (26 characters); written back by `cargo xtask infra apply`.
     pub identifier: String,
-    /// Endpoint host; empty means `<identifier>.dsql.<region>.on.aws`.
+    /// Endpoint host of the Aurora DSQL cluster; empty means `<identifier>.dsql.<region>.on.aws`.
+    /// Written back by `cargo xtask infra apply`. Never the local stand-in's host
+    /// ([`Local::postgres_host`]), so a value in config.toml leaves the local profile alone.
     pub endpoint: String,
     /// Port of the endpoint.
     pub port: u16,
@@ -485,21 +487,35 @@ impl Default for Observability {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Local {
+    /// Host of the PostgreSQL 16 container inside the compose network (its service name): what
+    /// the Temporal containers connect to when `dsql.backend = "postgres"`.
+    pub postgres_host: String,
     /// Host port of the PostgreSQL 16 container (published on 127.0.0.1).
     pub postgres_port: u16,
 }
 
 impl Default for Local {
     fn default() -> Self {
-        Self { postgres_port: 15432 }
+        Self { postgres_host: crate::render::POSTGRES_SERVICE.to_owned(), postgres_port: 15432 }
     }
 }
 
 impl Config {
-    /// The endpoint host: `dsql.endpoint`, else `<identifier>.dsql.<region>.on.aws`, else `None`
-    /// (no cluster yet: `cargo xtask infra apply` creates one).
+    /// The host the Temporal containers connect to, by backend: the local stand-in's
+    /// `local.postgres_host` for `postgres`; for `dsql` the [cluster's endpoint](Self::cluster_endpoint),
+    /// `None` when there is no cluster yet (`cargo xtask infra apply` creates one).
     #[must_use]
     pub fn endpoint(&self) -> Option<String> {
+        match self.dsql.backend {
+            Backend::Postgres => Some(self.local.postgres_host.trim().to_owned()),
+            Backend::Dsql => self.cluster_endpoint(),
+        }
+    }
+
+    /// The Aurora DSQL cluster's endpoint, whatever the backend: `dsql.endpoint`, else
+    /// `<identifier>.dsql.<region>.on.aws`, else `None`.
+    #[must_use]
+    pub fn cluster_endpoint(&self) -> Option<String> {
         let explicit = self.dsql.endpoint.trim();
         if !explicit.is_empty() {
             return Some(explicit.to_owned());

@@ -116,41 +116,11 @@ fn cluster(c: &Config, out: &mut Vec<Problem>) {
             ),
         ));
     }
+    // The cluster keys mean the Aurora DSQL cluster in every profile (infra apply writes them into
+    // config.toml, which the local profile reads too), so they are checked whatever the backend.
+    cluster_keys(c, out);
     match d.backend {
         Backend::Dsql => {
-            let id = d.identifier.trim();
-            if !id.is_empty() && !identifier_ok(id) {
-                out.push(Problem::error(
-                    "dsql.identifier",
-                    format!("`{id}` is not a DSQL cluster identifier: 26 lower-case letters and digits"),
-                ));
-            }
-            let endpoint = d.endpoint.trim();
-            if !endpoint.is_empty() {
-                let suffix = format!(".dsql.{}.on.aws", c.project.region);
-                match endpoint.strip_suffix(&suffix) {
-                    Some(head) if identifier_ok(head) => {
-                        if !id.is_empty() && id != head {
-                            out.push(Problem::error(
-                                "dsql.endpoint",
-                                format!(
-                                    "`{endpoint}` names cluster `{head}` but dsql.identifier is `{id}`: \
-                                     clear one of them"
-                                ),
-                            ));
-                        }
-                    }
-                    _ => out.push(Problem::error(
-                        "dsql.endpoint",
-                        format!(
-                            "`{endpoint}` is not a DSQL endpoint of region {region}: expected \
-                             `<26-character identifier>.dsql.{region}.on.aws` (or leave it empty and set \
-                             dsql.identifier)",
-                            region = c.project.region
-                        ),
-                    )),
-                }
-            }
             if !d.tls {
                 out.push(Problem::error(
                     "dsql.tls",
@@ -159,12 +129,12 @@ fn cluster(c: &Config, out: &mut Vec<Problem>) {
             }
         }
         Backend::Postgres => {
-            if !hostname_ok(d.endpoint.trim()) {
+            if !hostname_ok(c.local.postgres_host.trim()) {
                 out.push(Problem::error(
-                    "dsql.endpoint",
+                    "local.postgres_host",
                     format!(
                         "`{}`: the local stand-in needs a host name (the compose service `postgresql`)",
-                        d.endpoint
+                        c.local.postgres_host
                     ),
                 ));
             }
@@ -187,6 +157,52 @@ fn cluster(c: &Config, out: &mut Vec<Problem>) {
             "dsql.token_duration",
             format!("`{}`: the fork only accepts up to 15m and falls back to 15m above it", d.token_duration),
         ));
+    }
+}
+
+/// `dsql.identifier` and `dsql.endpoint` name one cluster of `project.region`.
+fn cluster_keys(c: &Config, out: &mut Vec<Problem>) {
+    let d = &c.dsql;
+    let id = d.identifier.trim();
+    if !id.is_empty() && !identifier_ok(id) {
+        out.push(Problem::error(
+            "dsql.identifier",
+            format!("`{id}` is not a DSQL cluster identifier: 26 lower-case letters and digits"),
+        ));
+    }
+    let endpoint = d.endpoint.trim();
+    if endpoint.is_empty() {
+        return;
+    }
+    let suffix = format!(".dsql.{}.on.aws", c.project.region);
+    match endpoint.strip_suffix(&suffix) {
+        Some(head) if identifier_ok(head) => {
+            if !id.is_empty() && id != head {
+                out.push(Problem::error(
+                    "dsql.endpoint",
+                    format!("`{endpoint}` names cluster `{head}` but dsql.identifier is `{id}`: clear one of them"),
+                ));
+            }
+        }
+        // An older config that set the local stand-in's host here.
+        _ if c.is_local() && hostname_ok(endpoint) && !endpoint.contains(".dsql.") => {
+            out.push(Problem::error(
+                "dsql.endpoint",
+                format!(
+                    "`{endpoint}` is not a DSQL endpoint: dsql.endpoint only names the Aurora DSQL cluster; the \
+                     local stand-in's host is local.postgres_host, so move the value there (or remove it: the \
+                     default is `postgresql`)"
+                ),
+            ));
+        }
+        _ => out.push(Problem::error(
+            "dsql.endpoint",
+            format!(
+                "`{endpoint}` is not a DSQL endpoint of region {region}: expected \
+                 `<26-character identifier>.dsql.{region}.on.aws` (or leave it empty and set dsql.identifier)",
+                region = c.project.region
+            ),
+        )),
     }
 }
 

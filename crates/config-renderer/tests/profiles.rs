@@ -18,7 +18,42 @@ fn local_profile_drives_the_plugin_against_the_postgresql_container() {
     assert_eq!(c.dsql.port, 5432);
     assert!(!c.dsql.tls);
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
-    assert!(matches!(loaded.origin("dsql.endpoint"), Origin::File { .. }));
+    assert!(matches!(loaded.origin("local.postgres_host"), Origin::File { .. }));
+}
+
+/// What `cargo xtask infra apply` leaves in config.toml, which overlays every profile.
+const AFTER_INFRA_APPLY: &str = r#"
+[project]
+region = "us-east-1"
+
+[dsql]
+identifier = "abcdefghijklmnopqrstuvwxyz"
+endpoint = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws"
+"#;
+
+#[test]
+fn a_dsql_endpoint_in_config_toml_points_the_dsql_profile_at_the_cluster_and_leaves_the_local_one_alone() {
+    let load = |name: &str| {
+        Loader::new()
+            .file(&profile(name), &format!("profiles/{name}/profile.toml"))
+            .unwrap()
+            .text(AFTER_INFRA_APPLY, "config.toml")
+            .unwrap()
+            .load()
+            .unwrap()
+    };
+    let cluster = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
+    let local = load("local");
+    assert!(local.warnings.is_empty(), "{:?}", local.warnings);
+    assert_eq!(
+        local.config.endpoint().as_deref(),
+        Some("postgresql"),
+        "the local stack stays on its stand-in"
+    );
+    assert_eq!(local.config.cluster_endpoint().as_deref(), Some(cluster), "the cluster is still known");
+    let dsql = load("dsql");
+    assert_eq!(dsql.config.endpoint().as_deref(), Some(cluster));
+    assert_eq!(dsql.origin("dsql.endpoint"), &Origin::File { path: "config.toml".into(), line: 7 });
 }
 
 #[test]

@@ -207,6 +207,36 @@ fn env_values_follow_the_config() {
     );
 }
 
+/// config.toml overlays every profile, so the cluster `infra apply` writes there (identifier and
+/// endpoint) reaches the local profile's config too: nothing it renders may point at the cluster.
+#[test]
+fn a_cluster_in_config_toml_does_not_redirect_the_local_profile() {
+    let endpoint = format!("{CLUSTER}.dsql.us-east-1.on.aws");
+    let user = DSQL_USER_CONFIG.replace(
+        &format!("identifier = \"{CLUSTER}\"\n"),
+        &format!("identifier = \"{CLUSTER}\"\nendpoint = \"{endpoint}\"\n"),
+    );
+    assert!(user.contains(&endpoint));
+    let file_path = root().join("profiles/local/profile.toml");
+    let config = Loader::new()
+        .file(&file_path, "profiles/local/profile.toml")
+        .unwrap()
+        .text(&user, "config.toml")
+        .unwrap()
+        .load()
+        .unwrap()
+        .config;
+    let files = render::render_all(&config, "local").unwrap();
+    for f in files.iter().filter(|f| !f.path.starts_with(render::GRAFANA_DASHBOARDS)) {
+        assert!(!f.contents.contains(".on.aws"), "{} points at the cluster:\n{}", f.path, f.contents);
+    }
+    let temporal_env = file(&files, render::TEMPORAL_ENV);
+    assert!(temporal_env.contains("\nCLUSTER_ENDPOINT=postgresql\n"), "{temporal_env}");
+    assert!(temporal_env.contains("\nSQL_HOST=postgresql\n"), "{temporal_env}");
+    assert!(file(&files, render::COMPOSE_ENV).contains("\nTDSQL_LOCAL_POSTGRES_HOST=postgresql\n"));
+    assert!(file(&files, render::TEMPORAL_CONFIG).contains("postgresql:5432"));
+}
+
 #[test]
 fn no_secret_reaches_a_rendered_file() {
     // The literal dummy credentials of the local profile are allowed: they are not secrets.

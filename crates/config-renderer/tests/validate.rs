@@ -208,18 +208,43 @@ fn endpoint_is_a_dsql_endpoint_of_the_region() {
         "config.toml:3: dsql.endpoint: `zyxwvutsrqponmlkjihgfedcba.dsql.eu-west-1.on.aws` names cluster",
     );
     accepts("[dsql]\nendpoint = \"abcdefghijklmnopqrstuvwxyz.dsql.eu-west-1.on.aws\"\n");
-    // The local stand-in takes a plain host name.
-    accepts("[dsql]\nbackend = \"postgres\"\nendpoint = \"postgresql\"\ntls = false\n");
+}
+
+#[test]
+fn the_local_stand_in_has_a_host_of_its_own_and_the_cluster_keys_still_agree() {
+    // The stand-in's host is local.postgres_host: a plain host name.
+    accepts("[dsql]\nbackend = \"postgres\"\ntls = false\n[local]\npostgres_host = \"pg-1\"\n");
     rejects(
-        "[dsql]\nbackend = \"postgres\"\nendpoint = \"\"\n",
-        "config.toml:3: dsql.endpoint: ``: the local stand-in needs a host name",
+        "[dsql]\nbackend = \"postgres\"\ntls = false\n[local]\npostgres_host = \"\"\n",
+        "config.toml:5: local.postgres_host: ``: the local stand-in needs a host name",
+    );
+    // What infra apply writes into config.toml is fine for the local profile too ...
+    accepts(
+        "[dsql]\nbackend = \"postgres\"\ntls = false\nidentifier = \"abcdefghijklmnopqrstuvwxyz\"\n\
+         endpoint = \"abcdefghijklmnopqrstuvwxyz.dsql.eu-west-1.on.aws\"\n",
+    );
+    // ... and checked there as well: identifier, endpoint and region name one cluster.
+    rejects(
+        "[dsql]\nbackend = \"postgres\"\ntls = false\nidentifier = \"abcdefghijklmnopqrstuvwxyz\"\n\
+         endpoint = \"zyxwvutsrqponmlkjihgfedcba.dsql.eu-west-1.on.aws\"\n",
+        "config.toml:5: dsql.endpoint: `zyxwvutsrqponmlkjihgfedcba.dsql.eu-west-1.on.aws` names cluster",
+    );
+    rejects(
+        "[dsql]\nbackend = \"postgres\"\ntls = false\nidentifier = \"abc\"\n",
+        "config.toml:4: dsql.identifier: `abc` is not a DSQL cluster identifier",
+    );
+    // An older config that named the stand-in in dsql.endpoint is told where the host goes now.
+    rejects(
+        "[dsql]\nbackend = \"postgres\"\nendpoint = \"postgresql\"\ntls = false\n",
+        "config.toml:3: dsql.endpoint: `postgresql` is not a DSQL endpoint: dsql.endpoint only names the Aurora \
+         DSQL cluster; the local stand-in's host is local.postgres_host",
     );
 }
 
 #[test]
 fn tls_is_mandatory_on_dsql() {
     rejects("[dsql]\ntls = false\n", "config.toml:2: dsql.tls: is false, but Aurora DSQL only accepts TLS");
-    accepts("[dsql]\nbackend = \"postgres\"\nendpoint = \"postgresql\"\ntls = false\n");
+    accepts("[dsql]\nbackend = \"postgres\"\ntls = false\n");
 }
 
 #[test]
@@ -276,10 +301,10 @@ fn ports_in_range_and_distinct() {
 
 #[test]
 fn local_postgres_port_is_distinct_in_the_local_profile() {
-    let local = "[dsql]\nbackend = \"postgres\"\nendpoint = \"postgresql\"\ntls = false\n[local]\npostgres_port = 3000\n";
+    let local = "[dsql]\nbackend = \"postgres\"\ntls = false\n[local]\npostgres_port = 3000\n";
     rejects(
         local,
-        "config.toml:6: local.postgres_port: port 3000 is also used by observability.grafana_port",
+        "config.toml:5: local.postgres_port: port 3000 is also used by observability.grafana_port",
     );
 }
 

@@ -159,13 +159,17 @@ pub(super) fn compose_env(c: &Config, endpoint: &str, header: &str) -> String {
     f.var("TDSQL_OBSERVABILITY_MIMIR_PORT", o.mimir_port);
     f.var("TDSQL_OBSERVABILITY_MIMIR_RETENTION", o.mimir_retention.as_hours_ceil());
     f.var("TDSQL_MIMIR_URL", format!("http://{MIMIR_SERVICE}:{}", o.mimir_port));
-    f.section("Cluster");
-    f.var("TDSQL_DSQL_ENDPOINT", endpoint);
+    // Each name is the variable of the key whose value it holds: the local stand-in's host is
+    // local.postgres_host, not dsql.endpoint (which only names the DSQL cluster).
     if c.is_local() {
         f.section("Local PostgreSQL 16 stand-in");
+        f.var("TDSQL_LOCAL_POSTGRES_HOST", endpoint);
         f.var("TDSQL_LOCAL_POSTGRES_PORT", c.local.postgres_port);
         f.var("TDSQL_DSQL_PORT", c.dsql.port);
         f.var("TDSQL_DSQL_USER", &c.dsql.user);
+    } else {
+        f.section("Cluster");
+        f.var("TDSQL_DSQL_ENDPOINT", endpoint);
     }
     f.text
 }
