@@ -395,7 +395,7 @@ fn validate(ctx: &Context) -> Result<()> {
         Some(endpoint) => println!("profile `{}`: valid (endpoint {endpoint})", ctx.profile.name),
         None => println!(
             "profile `{}`: valid; no DSQL cluster yet (`cargo xtask infra apply` creates one and writes \
-             dsql.identifier)",
+             dsql.identifier and dsql.endpoint)",
             ctx.profile.name
         ),
     }

@@ -77,8 +77,8 @@ struct OutputArgs {
 struct ImportArgs {
     /// Identifier of the existing cluster (26 characters; `aws dsql list-clusters` lists them)
     identifier: String,
-    /// Only write dsql.identifier into config.toml: the cluster is used as it is, and terraform
-    /// neither manages nor ever deletes it
+    /// Only write dsql.identifier and dsql.endpoint into config.toml: the cluster is used as it
+    /// is, and terraform neither manages nor ever deletes it
     #[arg(long)]
     config_only: bool,
     #[command(flatten)]
@@ -184,24 +184,24 @@ fn check_region(settings: &Settings, args: &PlanArgs) -> Result<()> {
 /// config.toml names a cluster this state does not manage: an apply would create a second one and
 /// repoint config.toml, leaving the first running unnoticed.
 fn check_identifier(settings: &Settings, state: &StateFile) -> Result<()> {
-    let Some(configured) = settings.identifier.as_deref() else {
+    let Some(configured) = settings.cluster() else {
         return Ok(());
     };
     match state.cluster_identifier() {
         Some(managed) if managed == configured => Ok(()),
         Some(managed) => {
             eprintln!(
-                "warning: dsql.identifier in {} is `{configured}`, but terraform manages cluster `{managed}`; \
-                 apply writes `{managed}` back",
+                "warning: the cluster configured in {} is `{configured}`, but terraform manages cluster \
+                 `{managed}`; apply writes `{managed}` (identifier and endpoint) back",
                 settings.config_file.display()
             );
             Ok(())
         }
         None => bail!(
-            "dsql.identifier in {} is `{configured}`, a cluster this terraform state does not manage; apply would \
-             create a second cluster. Run `cargo xtask infra import {configured}` to let terraform manage that \
-             cluster, use it as it is (no `infra apply` needed), or remove dsql.identifier and dsql.endpoint from {} \
-             to let terraform create and manage a new one",
+            "the cluster configured in {} (dsql.identifier or dsql.endpoint) is `{configured}`, one this terraform \
+             state does not manage; apply would create a second cluster. Run `cargo xtask infra import \
+             {configured}` to let terraform manage that cluster, use it as it is (no `infra apply` needed), or \
+             remove dsql.identifier and dsql.endpoint from {} to let terraform create and manage a new one",
             settings.config_file.display(),
             settings.config_file.display()
         ),
@@ -355,7 +355,7 @@ fn apply(ctx: &Context, args: &ApplyArgs) -> Result<()> {
         apply_plan_cmd(&workspace).run(ctx)?;
         workspace.terraform(["output", "-json"]).run(ctx)?;
         println!(
-            "# then: write dsql.identifier and the table names into {}",
+            "# then: write dsql.identifier, dsql.endpoint and the table names into {}",
             crate::config::user_file()?.display()
         );
         return Ok(());
@@ -380,12 +380,13 @@ fn apply(ctx: &Context, args: &ApplyArgs) -> Result<()> {
     }
     let values = WriteBack {
         identifier: Some(outputs.identifier.clone()),
+        endpoint: Some(outputs.endpoint.clone()),
         rate_limiter_table: Some(outputs.rate_limiter_table.clone()).filter(|t| !t.is_empty()),
         conn_lease_table: Some(outputs.conn_lease_table.clone()).filter(|t| !t.is_empty()),
     };
     if settings::write_back(ctx, &prepared.settings, &values)? {
         eprintln!(
-            "wrote dsql.identifier and the table names into {}",
+            "wrote dsql.identifier, dsql.endpoint and the table names into {}",
             prepared.settings.config_file.display()
         );
     }
@@ -580,10 +581,11 @@ fn import(ctx: &Context, args: &ImportArgs) -> Result<()> {
     let prepared = prepare(ctx)?;
     let Prepared { settings, workspace, state } = &prepared;
     check_region(settings, &args.plan)?;
-    if let Some(configured) = settings.identifier.as_deref().filter(|c| *c != identifier) {
+    if let Some(configured) = settings.cluster().filter(|c| *c != identifier) {
         bail!(
-            "dsql.identifier in {} is already `{configured}`; remove it (`cargo xtask config set dsql.identifier \
-             \"\"`) to adopt `{identifier}` instead, or run `cargo xtask infra import {configured}`",
+            "the cluster configured in {} is already `{configured}`; remove it (`cargo xtask config set \
+             dsql.identifier \"\" dsql.endpoint \"\"`) to adopt `{identifier}` instead, or run `cargo xtask infra \
+             import {configured}`",
             settings.config_file.display()
         );
     }
@@ -654,15 +656,20 @@ fn import(ctx: &Context, args: &ImportArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes `dsql.identifier` (table names are left as they are).
+/// Writes `dsql.identifier` and its `dsql.endpoint` (table names are left as they are).
 fn write_identifier(ctx: &Context, settings: &Settings, identifier: &str) -> Result<()> {
+    let endpoint = settings::endpoint_of(identifier, &settings.region);
     let values = WriteBack {
         identifier: Some(identifier.to_owned()),
+        endpoint: Some(endpoint.clone()),
         rate_limiter_table: None,
         conn_lease_table: None,
     };
     if settings::write_back(ctx, settings, &values)? {
-        eprintln!("wrote dsql.identifier = {identifier} into {}", settings.config_file.display());
+        eprintln!(
+            "wrote dsql.identifier = {identifier} and dsql.endpoint = {endpoint} into {}",
+            settings.config_file.display()
+        );
     }
     Ok(())
 }
@@ -677,7 +684,7 @@ fn print_status(report: &StatusReport, state: &StateFile, settings: &Settings) -
                 Some(false) => "off",
                 None => "unknown",
             };
-            let derived = format!("{}.dsql.{}.on.aws", cluster.identifier, report.region);
+            let derived = settings::endpoint_of(&cluster.identifier, &report.region);
             println!(
                 "cluster     {}  {}  deletion protection {protection}",
                 cluster.identifier,
@@ -827,7 +834,7 @@ fn destroy(ctx: &Context, args: &DestroyArgs) -> Result<()> {
     result?;
     if ctx.dry_run {
         println!(
-            "# then: remove dsql.identifier and the table names from {}",
+            "# then: remove dsql.identifier, dsql.endpoint and the table names from {}",
             settings.config_file.display()
         );
         return Ok(());
@@ -837,7 +844,10 @@ fn destroy(ctx: &Context, args: &DestroyArgs) -> Result<()> {
         if tables.is_empty() { String::new() } else { format!(" and tables {}", tables.join(", ")) }
     );
     if settings::clear(ctx, settings)? {
-        eprintln!("cleared dsql.identifier and the table names in {}", settings.config_file.display());
+        eprintln!(
+            "cleared dsql.identifier, dsql.endpoint and the table names in {}",
+            settings.config_file.display()
+        );
     }
     Ok(())
 }

@@ -257,6 +257,30 @@ fn table_names(sandbox: &Sandbox) -> (String, String) {
     (format!("{}-dsql-rate-limiter", sandbox.project), format!("{}-dsql-conn-lease", sandbox.project))
 }
 
+/// Renders the local profile with `config_toml` as the user's file (as `config render` would,
+/// without writing into the checkout): every file the containers read points at `postgresql`.
+fn assert_local_profile_renders_postgresql(config_toml: &str) {
+    let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles/local/profile.toml");
+    let loaded = tdsql_config_renderer::Loader::new()
+        .file(&profile, "profiles/local/profile.toml")
+        .unwrap()
+        .text(config_toml, "config.toml")
+        .unwrap()
+        .load()
+        .unwrap();
+    let files = tdsql_config_renderer::render::render_all(&loaded.config, "local").unwrap();
+    let contents = |path: &str| files.iter().find(|f| f.path == path).unwrap().contents.as_str();
+    let temporal_env = contents(tdsql_config_renderer::render::TEMPORAL_ENV);
+    for line in ["CLUSTER_ENDPOINT=postgresql", "SQL_HOST=postgresql"] {
+        assert!(temporal_env.lines().any(|l| l == line), "local temporal.env lacks {line}:\n{temporal_env}");
+    }
+    let server = contents(tdsql_config_renderer::render::TEMPORAL_CONFIG);
+    assert!(server.contains("connectAddr: \"postgresql:5432\""), "local config.yaml:\n{server}");
+    for f in files.iter().filter(|f| !f.path.starts_with(tdsql_config_renderer::render::GRAFANA_DASHBOARDS)) {
+        assert!(!f.contents.contains(".on.aws"), "local {} points at the cluster:\n{}", f.path, f.contents);
+    }
+}
+
 /// apply (cluster + tables) → config write-back with comments kept → status → output → a second
 /// apply changes nothing. (Destroy has a test of its own, so that neither runs long.)
 #[test]
@@ -280,9 +304,11 @@ fn apply_writes_back_status_reports_and_a_second_apply_changes_nothing() {
         );
     }
 
+    assert_eq!(output_of(&sandbox, "dsql_endpoint"), endpoint, "terraform's endpoint output");
     let config = std::fs::read_to_string(sandbox.config_file()).unwrap();
     for expected in [
         format!("identifier = \"{identifier}\""),
+        format!("endpoint = \"{endpoint}\""),
         format!("table = \"{rate_limiter}\""),
         format!("table = \"{conn_lease}\""),
         "# Project settings (kept by the test: comments must survive the write-back).".to_owned(),
@@ -291,13 +317,13 @@ fn apply_writes_back_status_reports_and_a_second_apply_changes_nothing() {
     ] {
         assert!(config.contains(&expected), "config.toml lacks `{expected}` after apply:\n{config}");
     }
-    assert!(!config.contains("endpoint"), "the endpoint is derived, not written:\n{config}");
-    // The dsql profile derives exactly the endpoint terraform reports; the local profile, which
-    // reads dsql.endpoint (its `postgresql` host), is not redirected to the cluster.
+    // config.toml overlays every profile: the dsql profile uses the endpoint written there, the
+    // local profile keeps its `postgresql` host (local.postgres_host), in what it renders too.
     let dsql = sandbox.run(&["--profile", "dsql", "config", "validate"]).success();
     assert!(dsql.stdout.contains(&format!("(endpoint {endpoint})")), "{}", dsql.stdout);
     let local = sandbox.run(&["--profile", "local", "config", "validate"]).success();
     assert!(local.stdout.contains("(endpoint postgresql)"), "{}", local.stdout);
+    assert_local_profile_renders_postgresql(&config);
 
     let status = sandbox.run(&["infra", "status"]).success();
     assert!(status.stdout.contains(&format!("cluster     {identifier}  ACTIVE")), "{}", status.stdout);
@@ -347,6 +373,7 @@ fn destroy_removes_everything_and_clears_the_config() {
     );
     let config = std::fs::read_to_string(sandbox.config_file()).unwrap();
     assert!(!config.contains(&identifier), "destroy clears dsql.identifier:\n{config}");
+    assert!(config.contains("endpoint = \"\""), "and empties dsql.endpoint:\n{config}");
     assert!(!config.contains(&rate_limiter), "and the table names:\n{config}");
     assert!(config.contains("# resource prefix"), "and keeps the comments:\n{config}");
 }
@@ -620,6 +647,7 @@ fn an_existing_cluster_is_imported_into_config_and_state() {
     sandbox.run(&["infra", "import", &identifier, "--config-only"]).success();
     let config = std::fs::read_to_string(sandbox.config_file()).unwrap();
     assert!(config.contains(&format!("identifier = \"{identifier}\"")), "{config}");
+    assert!(config.contains(&format!("endpoint = \"{identifier}.dsql.{REGION}.on.aws\"")), "{config}");
     assert!(config.contains("# resource prefix"), "comments kept:\n{config}");
     assert!(!sandbox.state_dir().join("terraform.tfstate").exists(), "--config-only leaves terraform alone");
 
@@ -637,7 +665,7 @@ fn an_existing_cluster_is_imported_into_config_and_state() {
 
     // A second cluster cannot be imported into the same state.
     let second = sandbox.run(&["infra", "import", "zyxwvutsrqponmlkjihgfedcba"]).failure();
-    second.expect_message(&["already `", "cargo xtask config set dsql.identifier"]);
+    second.expect_message(&["already `", "cargo xtask config set dsql.identifier \"\" dsql.endpoint \"\""]);
 
     block_on(async {
         let sdk = tdsql_test_support::aws_config(REGION).await;

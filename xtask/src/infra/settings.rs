@@ -1,10 +1,10 @@
 //! The configuration `infra` needs (through [`crate::config`]), and the write-back of what
 //! `apply` created (through its comment-preserving, atomic editor).
 //!
-//! Written back: `dsql.identifier` and the table names. Not `dsql.endpoint`: an empty endpoint
-//! already means `<identifier>.dsql.<region>.on.aws` (the `dsql_endpoint` output, exactly), and
-//! config.toml sits above every profile's profile.toml, so an endpoint written there would also
-//! replace the local profile's `postgresql` host (its `dsql.endpoint`) and point that stack at AWS.
+//! Written back: `dsql.identifier`, `dsql.endpoint` (terraform's `dsql_endpoint` output) and the
+//! table names. config.toml sits above every profile's profile.toml, which is safe for these keys:
+//! they only ever name the Aurora DSQL cluster, and the local profile connects to its own
+//! `local.postgres_host` whatever they hold.
 
 use std::path::PathBuf;
 
@@ -15,6 +15,7 @@ use crate::context::Context;
 
 /// The keys `apply` fills in and `destroy` clears.
 pub(crate) const IDENTIFIER: &str = "dsql.identifier";
+pub(crate) const ENDPOINT: &str = "dsql.endpoint";
 pub(crate) const RATE_LIMITER_TABLE: &str = "coordination.rate_limiter.table";
 pub(crate) const CONN_LEASE_TABLE: &str = "coordination.conn_lease.table";
 
@@ -27,8 +28,10 @@ pub(crate) struct Settings {
     pub(crate) region: String,
     /// `dsql.identifier`, when set.
     pub(crate) identifier: Option<String>,
-    /// `dsql.endpoint`, when set (by any layer).
+    /// `dsql.endpoint`, when set (by any layer; it only ever names the DSQL cluster).
     pub(crate) endpoint: Option<String>,
+    /// See [`Settings::cluster`].
+    cluster: Option<String>,
     /// Create the coordination tables: `coordination.rate_limiter.enabled || coordination.conn_lease.enabled`.
     pub(crate) create_tables: bool,
     /// `coordination.rate_limiter.table`, when set.
@@ -51,11 +54,18 @@ impl Settings {
             region: effective.project.region.clone(),
             identifier: set(&effective.dsql.identifier),
             endpoint: set(&effective.dsql.endpoint),
+            cluster: effective.cluster_id(),
             create_tables: coordination.rate_limiter.enabled || coordination.conn_lease.enabled,
             rate_limiter_table: set(&coordination.rate_limiter.table),
             conn_lease_table: set(&coordination.conn_lease.table),
             config_file: effective.user_file.clone(),
         })
+    }
+
+    /// The cluster the configuration names: `dsql.identifier`, else the first label of a DSQL
+    /// `dsql.endpoint` (a cluster set by hand through its endpoint only).
+    pub(crate) fn cluster(&self) -> Option<&str> {
+        self.cluster.as_deref()
     }
 }
 
@@ -63,6 +73,7 @@ impl Settings {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct WriteBack {
     pub(crate) identifier: Option<String>,
+    pub(crate) endpoint: Option<String>,
     pub(crate) rate_limiter_table: Option<String>,
     pub(crate) conn_lease_table: Option<String>,
 }
@@ -72,15 +83,17 @@ impl WriteBack {
     fn current(settings: &Settings) -> Self {
         Self {
             identifier: settings.identifier.clone(),
+            endpoint: settings.endpoint.clone(),
             rate_limiter_table: settings.rate_limiter_table.clone(),
             conn_lease_table: settings.conn_lease_table.clone(),
         }
     }
 
     /// `(key, value)` pairs; an empty value clears the key.
-    pub(crate) fn pairs(&self) -> [(&'static str, &str); 3] {
+    pub(crate) fn pairs(&self) -> [(&'static str, &str); 4] {
         [
             (IDENTIFIER, self.identifier.as_deref().unwrap_or_default()),
+            (ENDPOINT, self.endpoint.as_deref().unwrap_or_default()),
             (RATE_LIMITER_TABLE, self.rate_limiter_table.as_deref().unwrap_or_default()),
             (CONN_LEASE_TABLE, self.conn_lease_table.as_deref().unwrap_or_default()),
         ]
@@ -89,7 +102,8 @@ impl WriteBack {
 
 /// Writes the values into the user's config file (comments kept, atomic) unless it already holds
 /// them; returns whether it wrote. A table that was not created leaves its key alone, so a name
-/// the user chose survives an apply without tables.
+/// the user chose survives an apply without tables. The endpoint is always written with the
+/// identifier, so the two never name different clusters.
 pub(crate) fn write_back(ctx: &Context, settings: &Settings, values: &WriteBack) -> Result<bool> {
     let current = WriteBack::current(settings);
     let keep_tables = |v: &Option<String>, c: &Option<String>| v.clone().or_else(|| c.clone());
@@ -98,16 +112,6 @@ pub(crate) fn write_back(ctx: &Context, settings: &Settings, values: &WriteBack)
         conn_lease_table: keep_tables(&values.conn_lease_table, &current.conn_lease_table),
         ..values.clone()
     };
-    if let (Some(endpoint), Some(identifier)) = (&settings.endpoint, &wanted.identifier)
-        && endpoint.ends_with(".on.aws")
-        && !endpoint.starts_with(&format!("{identifier}."))
-    {
-        eprintln!(
-            "warning: dsql.endpoint `{endpoint}` names another cluster than `{identifier}`; remove dsql.endpoint from \
-             {} (an empty endpoint means `<identifier>.dsql.<region>.on.aws`)",
-            settings.config_file.display()
-        );
-    }
     if wanted == current {
         return Ok(false);
     }
@@ -115,11 +119,17 @@ pub(crate) fn write_back(ctx: &Context, settings: &Settings, values: &WriteBack)
     Ok(true)
 }
 
-/// Clears every key `apply` wrote (after destroy); returns whether it wrote.
+/// Clears every key `apply` wrote, the endpoint included (after destroy); returns whether it wrote.
 pub(crate) fn clear(ctx: &Context, settings: &Settings) -> Result<bool> {
     if WriteBack::current(settings) == WriteBack::default() {
         return Ok(false);
     }
     config::write_back(ctx, &WriteBack::default().pairs())?;
     Ok(true)
+}
+
+/// The endpoint of cluster `identifier` in `region`, as terraform/shared's `dsql_endpoint` output
+/// builds it (the provider has no endpoint attribute).
+pub(crate) fn endpoint_of(identifier: &str, region: &str) -> String {
+    format!("{identifier}.dsql.{region}.on.aws")
 }
