@@ -8,8 +8,12 @@
 //!   [`StaticPassword`].
 //! - [`retry`]: OCC retry of whole transactions with jittered exponential backoff.
 //! - [`metrics`]: Prometheus metrics under the fork's names ([`METRIC_FAMILIES`]).
+//! - `coordination` (feature `coordination`): a cluster-wide connect budget and connection lease
+//!   on DynamoDB, behind the same [`ConnectLimiter`] and [`LeaseHook`] traits.
 
 pub mod connect;
+#[cfg(feature = "coordination")]
+pub mod coordination;
 pub mod limit;
 pub mod metrics;
 pub mod reservoir;

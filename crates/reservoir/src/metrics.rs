@@ -79,6 +79,23 @@ pub const METRIC_FAMILIES: &[MetricFamily] = &[
     family("dsql_token_cache_misses_total", MetricKind::Counter, &[]),
     family("dsql_token_refreshes_total", MetricKind::Counter, &[]),
     family("dsql_token_refresh_failures_total", MetricKind::Counter, &[]),
+    family("dsql_distributed_rate_limiter_permits_granted_total", MetricKind::Counter, &[]),
+    family("dsql_distributed_rate_limiter_permits_denied_total", MetricKind::Counter, &[]),
+    family("dsql_distributed_rate_limiter_wait_milliseconds", MetricKind::Histogram, &[]),
+    family("dsql_distributed_rate_limiter_round_trips_total", MetricKind::Counter, &[]),
+    family("dsql_distributed_rate_limiter_fallback", MetricKind::Gauge, &[]),
+    family("dsql_distributed_rate_limiter_fallbacks_total", MetricKind::Counter, &[]),
+    family("dsql_distributed_conn_lease_held", MetricKind::Gauge, &[]),
+    family("dsql_distributed_conn_lease_active", MetricKind::Gauge, &[]),
+    family("dsql_distributed_conn_lease_limit", MetricKind::Gauge, &[]),
+    family("dsql_distributed_conn_lease_acquired_total", MetricKind::Counter, &[]),
+    family("dsql_distributed_conn_lease_denied_total", MetricKind::Counter, &[]),
+    family("dsql_distributed_conn_lease_renewals_total", MetricKind::Counter, &[]),
+    family("dsql_distributed_conn_lease_repairs_total", MetricKind::Counter, &[]),
+    family("dsql_distributed_conn_lease_recounts_total", MetricKind::Counter, &[]),
+    family("dsql_distributed_conn_lease_round_trips_total", MetricKind::Counter, &[]),
+    family("dsql_distributed_conn_lease_fallback", MetricKind::Gauge, &[]),
+    family("dsql_distributed_conn_lease_fallbacks_total", MetricKind::Counter, &[]),
 ];
 
 type Labels = Vec<(&'static str, String)>;
@@ -119,6 +136,23 @@ pub struct Metrics {
     pub(crate) token_cache_misses: Counter,
     pub(crate) token_refreshes: Counter,
     pub(crate) token_refresh_failures: Counter,
+    pub(crate) rate_granted: Counter,
+    pub(crate) rate_denied: Counter,
+    pub(crate) rate_wait: Histogram,
+    pub(crate) rate_round_trips: Counter,
+    pub(crate) rate_fallback: Gauge,
+    pub(crate) rate_fallbacks: Counter,
+    pub(crate) lease_held: Gauge,
+    pub(crate) lease_active: Gauge,
+    pub(crate) lease_limit: Gauge,
+    pub(crate) lease_acquired: Counter,
+    pub(crate) lease_denied: Counter,
+    pub(crate) lease_renewals: Counter,
+    pub(crate) lease_repairs: Counter,
+    pub(crate) lease_recounts: Counter,
+    pub(crate) lease_round_trips: Counter,
+    pub(crate) lease_fallback: Gauge,
+    pub(crate) lease_fallbacks: Counter,
 }
 
 impl fmt::Debug for Metrics {
@@ -160,6 +194,24 @@ impl Metrics {
             token_cache_misses: Counter::default(),
             token_refreshes: Counter::default(),
             token_refresh_failures: Counter::default(),
+            rate_granted: Counter::default(),
+            rate_denied: Counter::default(),
+            // 1 µs .. ~65 s: a spare permit is microseconds, a bounded wait at most max_wait.
+            rate_wait: ms_histogram(0.001, 27),
+            rate_round_trips: Counter::default(),
+            rate_fallback: Gauge::default(),
+            rate_fallbacks: Counter::default(),
+            lease_held: Gauge::default(),
+            lease_active: Gauge::default(),
+            lease_limit: Gauge::default(),
+            lease_acquired: Counter::default(),
+            lease_denied: Counter::default(),
+            lease_renewals: Counter::default(),
+            lease_repairs: Counter::default(),
+            lease_recounts: Counter::default(),
+            lease_round_trips: Counter::default(),
+            lease_fallback: Gauge::default(),
+            lease_fallbacks: Counter::default(),
         };
         let mut registry = Registry::default();
         this.register(&mut registry);
@@ -256,6 +308,97 @@ impl Metrics {
             "dsql_token_refresh_failures",
             "IAM token generation failures",
             self.token_refresh_failures.clone(),
+        );
+        self.register_coordination(registry);
+    }
+
+    fn register_coordination(&self, registry: &mut Registry) {
+        let ms = Unit::Other("milliseconds".to_owned());
+        registry.register(
+            "dsql_distributed_rate_limiter_permits_granted",
+            "Connect permits granted by the distributed rate limiter (shared or fallback)",
+            self.rate_granted.clone(),
+        );
+        registry.register(
+            "dsql_distributed_rate_limiter_permits_denied",
+            "Connect permits not granted within the limiter's max wait",
+            self.rate_denied.clone(),
+        );
+        registry.register_with_unit(
+            "dsql_distributed_rate_limiter_wait",
+            "Time a connect waited for a distributed permit",
+            ms,
+            self.rate_wait.clone(),
+        );
+        registry.register(
+            "dsql_distributed_rate_limiter_round_trips",
+            "DynamoDB requests made by the distributed rate limiter",
+            self.rate_round_trips.clone(),
+        );
+        registry.register(
+            "dsql_distributed_rate_limiter_fallback",
+            "1 while the rate limiter runs on its local fallback share (DynamoDB unreachable)",
+            self.rate_fallback.clone(),
+        );
+        registry.register(
+            "dsql_distributed_rate_limiter_fallbacks",
+            "Times the rate limiter fell back to its local share",
+            self.rate_fallbacks.clone(),
+        );
+        registry.register(
+            "dsql_distributed_conn_lease_held",
+            "Connection leases this process holds",
+            self.lease_held.clone(),
+        );
+        registry.register(
+            "dsql_distributed_conn_lease_active",
+            "Cluster-wide leased connections, as last read from DynamoDB",
+            self.lease_active.clone(),
+        );
+        registry.register(
+            "dsql_distributed_conn_lease_limit",
+            "Cluster-wide connection limit of the lease",
+            self.lease_limit.clone(),
+        );
+        registry.register(
+            "dsql_distributed_conn_lease_acquired",
+            "Connection leases granted (shared or fallback)",
+            self.lease_acquired.clone(),
+        );
+        registry.register(
+            "dsql_distributed_conn_lease_denied",
+            "Connection leases refused because the limit was reached",
+            self.lease_denied.clone(),
+        );
+        registry.register(
+            "dsql_distributed_conn_lease_renewals",
+            "Heartbeats that renewed every lease of this process",
+            self.lease_renewals.clone(),
+        );
+        registry.register(
+            "dsql_distributed_conn_lease_repairs",
+            "Leases of vanished holders reclaimed by this process's repair pass",
+            self.lease_repairs.clone(),
+        );
+        registry.register(
+            "dsql_distributed_conn_lease_recounts",
+            "Times the repair pass corrected the cluster-wide counter",
+            self.lease_recounts.clone(),
+        );
+        registry.register(
+            "dsql_distributed_conn_lease_round_trips",
+            "DynamoDB requests made by the connection lease",
+            self.lease_round_trips.clone(),
+        );
+        registry.register(
+            "dsql_distributed_conn_lease_fallback",
+            "1 while the lease runs on its local fallback cap (DynamoDB unreachable)",
+            self.lease_fallback.clone(),
+        );
+        registry.register(
+            "dsql_distributed_conn_lease_fallbacks",
+            "Times the lease fell back to its local cap",
+            self.lease_fallbacks.clone(),
         );
     }
 

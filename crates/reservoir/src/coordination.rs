@@ -1,0 +1,398 @@
+//! Cluster-wide coordination on DynamoDB (feature `coordination`): a connect-rate limiter that
+//! shares one budget between every process ([`DynamoRateLimiter`], a [`ConnectLimiter`](crate::ConnectLimiter)) and a
+//! connection lease that caps the open connections of all processes ([`DynamoConnLease`], a
+//! [`LeaseHook`](crate::LeaseHook)).
+//!
+//! Both keep running when DynamoDB does not answer or throttles: they fall back to a local share of
+//! the budget ([`FallbackConfig`]), count it in `dsql_distributed_*_fallback`, show it in
+//! [`DynamoRateLimiter::mode`] / [`DynamoConnLease::mode`], and go back to the shared budget as
+//! soon as DynamoDB answers again. Libraries do not print: the metric and the mode are the
+//! warning.
+//!
+//! # Table layout
+//!
+//! What `terraform/shared` creates: hash key `pk` of type S, no sort key, `PAY_PER_REQUEST`, TTL on
+//! the number attribute `ttl_epoch` (epoch seconds). One table can serve both components (their
+//! keys have different prefixes) or each gets its own (`coordination.rate_limiter.table`,
+//! `coordination.conn_lease.table`). `<endpoint>` is the cluster endpoint, lower-cased, without a
+//! port. Items:
+//!
+//! | item | `pk` | attributes |
+//! |---|---|---|
+//! | rate bucket (one per endpoint) | `rate#<endpoint>` | `tat_us` N (the bucket's theoretical arrival time, epoch µs), `ttl_epoch` N |
+//! | lease counter (one per endpoint) | `lease#<endpoint>#counter` | `active` N, `version` N, `repair_until_ms` N, `repair_by` S |
+//! | lease holder (one per process) | `lease#<endpoint>#holder#<holder>` | `expires_ms` N (heartbeat + `holder_ttl`), `ttl_epoch` N |
+//! | lease (one per connection) | `lease#<endpoint>#conn#<lease>` | `holder` S, `created_ms` N, `ttl_epoch` N |
+//!
+//! DynamoDB's TTL only collects garbage (`ttl_epoch` lies `ttl_grace` past the point where an item
+//! stops mattering); no correctness depends on when it deletes.
+//!
+//! # Least-privilege IAM policy
+//!
+//! Transactions are authorised by the actions inside them (AWS: "TransactWriteItems" needs the
+//! `PutItem`/`UpdateItem`/`DeleteItem`/`ConditionCheckItem` permissions of its actions; there is
+//! no `dynamodb:TransactWriteItems` action). The limiter uses `UpdateItem` only; the lease uses the
+//! rest (`Scan` for the repair pass, which lists the endpoint's items):
+//!
+//! ```json
+//! {
+//!   "Version": "2012-10-17",
+//!   "Statement": [
+//!     {
+//!       "Sid": "TdsqlCoordination",
+//!       "Effect": "Allow",
+//!       "Action": [
+//!         "dynamodb:GetItem",
+//!         "dynamodb:PutItem",
+//!         "dynamodb:UpdateItem",
+//!         "dynamodb:DeleteItem",
+//!         "dynamodb:ConditionCheckItem",
+//!         "dynamodb:Scan"
+//!       ],
+//!       "Resource": [
+//!         "arn:aws:dynamodb:<region>:<account>:table/<rate-limiter-table>",
+//!         "arn:aws:dynamodb:<region>:<account>:table/<conn-lease-table>"
+//!       ]
+//!     }
+//!   ]
+//! }
+//! ```
+//!
+//! # How the limiter works
+//!
+//! The bucket is kept as GCRA (a token bucket written as one timestamp, the theoretical arrival
+//! time `tat`): taking `n` permits moves `tat` by `n / rate`, allowed while `tat` stays within
+//! `burst / rate` of now. When the bucket is in use (`tat` ahead of now) a claim is a single
+//! conditional `ADD`, which concurrent processes can apply without reading first or conflicting;
+//! an idle bucket is reset to now with a conditional `SET`. A claim takes up to `batch` permits in
+//! one round trip; the process spends the spares locally and forfeits them after `spare_ttl`. A
+//! spare can be spent up to `spare_ttl` after it was claimed, so the shared bucket's burst is
+//! `burst - rate × spare_ttl`: in any one-second window at most `rate + burst` connects start
+//! cluster-wide (clock skew of δ between processes adds at most `rate × δ`).
+//!
+//! # How the lease works
+//!
+//! Taking a lease is one transaction: the counter's `active` goes up if it is under the limit,
+//! and the lease item is written. Giving it back deletes the item (if it is still this holder's)
+//! and decrements the counter, again in one transaction, so `active` always equals the number of
+//! lease items. Leases are renewed while their connections live by one heartbeat per process
+//! (the holder item), not one write per lease. A repair pass, run every `repair_interval` by the
+//! one process that wins a conditional claim on the counter, deletes the leases of holders whose
+//! heartbeat is older than `holder_ttl` (each with its decrement, in one transaction) and recounts
+//! the live leases, correcting `active` under an optimistic check on `version`: a crashed holder's
+//! slots come back within `holder_ttl + repair_interval`, with no manual reset. A release that
+//! fails is retried by the heartbeat; a holder whose leases were reclaimed while it was cut off
+//! registers them again when it reaches DynamoDB.
+
+mod lease;
+mod rate;
+
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use tokio::time::Instant;
+
+pub use lease::{ConnLeaseConfig, DynamoConnLease};
+pub use rate::{DynamoRateLimiter, RateLimiterConfig};
+
+/// A coordination setting that cannot work.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoordinationError {
+    /// A setting is out of its range.
+    #[error("coordination setting {key} = {value} is invalid: {why}")]
+    Invalid {
+        /// The setting (as under `coordination.*`).
+        key: &'static str,
+        /// Its value.
+        value: String,
+        /// What it must be.
+        why: &'static str,
+    },
+}
+
+/// A DynamoDB request that failed for another reason than a condition (unreachable, throttled,
+/// timed out, no such table); what makes a component fall back to its local share.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The request did not complete within the call timeout.
+    #[error("dynamodb {operation} did not answer within {timeout:?}")]
+    Timeout {
+        /// The operation.
+        operation: &'static str,
+        /// The call timeout.
+        timeout: Duration,
+    },
+    /// The SDK returned an error.
+    #[error("dynamodb {operation} failed: {message}")]
+    Request {
+        /// The operation.
+        operation: &'static str,
+        /// The error and its sources.
+        message: String,
+    },
+}
+
+/// What to do while DynamoDB is unreachable or throttling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FallbackConfig {
+    /// How many processes share the budget: the local share is the budget divided by this.
+    pub expected_processes: u32,
+    /// How often a component in fallback tries DynamoDB again.
+    pub probe_interval: Duration,
+    /// Longest wait for one DynamoDB request before it counts as unreachable.
+    pub call_timeout: Duration,
+}
+
+impl Default for FallbackConfig {
+    fn default() -> Self {
+        Self {
+            expected_processes: 20,
+            probe_interval: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl FallbackConfig {
+    fn validate(&self, prefix: &'static str) -> Result<(), CoordinationError> {
+        if self.expected_processes == 0 {
+            return invalid(prefix, "0".into(), "fallback.expected_processes must be at least 1");
+        }
+        if self.probe_interval.is_zero() || self.call_timeout.is_zero() {
+            return invalid(
+                prefix,
+                format!("{:?} / {:?}", self.probe_interval, self.call_timeout),
+                "fallback.probe_interval and fallback.call_timeout must be above zero",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Whether a component uses the shared budget or its local fallback share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mode {
+    /// DynamoDB answers; the budget is shared.
+    Shared,
+    /// DynamoDB did not answer (or throttled); the local share is in force.
+    Fallback,
+}
+
+fn invalid(key: &'static str, value: String, why: &'static str) -> Result<(), CoordinationError> {
+    Err(CoordinationError::Invalid { key, value, why })
+}
+
+/// The endpoint as it appears in keys: trimmed, lower-cased, without a port.
+fn normalise_endpoint(endpoint: &str) -> String {
+    let host = endpoint.trim().to_ascii_lowercase();
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name.to_owned(),
+        _ => host,
+    }
+}
+
+fn check_names(prefix: &'static str, table: &str, endpoint: &str) -> Result<(), CoordinationError> {
+    if table.trim().is_empty() {
+        return invalid(prefix, String::new(), "table must name the DynamoDB table (cargo xtask infra apply sets it)");
+    }
+    if normalise_endpoint(endpoint).is_empty() {
+        return invalid(prefix, String::new(), "endpoint must be the cluster endpoint");
+    }
+    Ok(())
+}
+
+/// Wall-clock time since the epoch (shared between processes, unlike `Instant`).
+fn epoch() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+fn epoch_ms() -> i64 {
+    i64::try_from(epoch().as_millis()).unwrap_or(i64::MAX)
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn number(item: Option<&std::collections::HashMap<String, AttributeValue>>, name: &str) -> Option<i64> {
+    item?.get(name)?.as_n().ok()?.parse().ok()
+}
+
+/// The error and its sources in one line (SDK errors hide the useful part in a source).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// DynamoDB requests made, in a metric (possibly shared) and for this component alone.
+#[derive(Debug)]
+struct RoundTrips {
+    metric: prometheus_client::metrics::counter::Counter,
+    own: std::sync::atomic::AtomicU64,
+}
+
+impl RoundTrips {
+    fn new(metric: prometheus_client::metrics::counter::Counter) -> Self {
+        Self { metric, own: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    fn get(&self) -> u64 {
+        self.own.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Runs one request within the call timeout; counts it as a round trip.
+async fn call<T, E>(
+    operation: &'static str,
+    timeout: Duration,
+    round_trips: &RoundTrips,
+    request: impl Future<Output = Result<T, E>>,
+) -> Result<Result<T, E>, StoreError> {
+    round_trips.metric.inc();
+    round_trips.own.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::timeout(timeout, request).await.map_err(|_| StoreError::Timeout { operation, timeout })
+}
+
+fn request_error<E: std::error::Error>(operation: &'static str, error: &E) -> StoreError {
+    StoreError::Request { operation, message: chain(error) }
+}
+
+/// Shared or fallback, when the next probe is due, and the error that caused it.
+struct ModeState {
+    mode: Mode,
+    next_probe: Instant,
+    last_error: Option<String>,
+}
+
+/// The mode machinery both components use.
+struct Fallback {
+    state: Mutex<ModeState>,
+    probe_interval: Duration,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+    entered: prometheus_client::metrics::counter::Counter,
+}
+
+impl fmt::Debug for Fallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fallback").field("mode", &self.mode()).finish_non_exhaustive()
+    }
+}
+
+impl Fallback {
+    fn new(
+        probe_interval: Duration,
+        gauge: prometheus_client::metrics::gauge::Gauge,
+        entered: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
+        let state = ModeState { mode: Mode::Shared, next_probe: Instant::now(), last_error: None };
+        Self { state: Mutex::new(state), probe_interval, gauge, entered }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ModeState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn mode(&self) -> Mode {
+        self.lock().mode
+    }
+
+    fn last_error(&self) -> Option<String> {
+        self.lock().last_error.clone()
+    }
+
+    /// Whether to try DynamoDB now: always in shared mode, once per probe interval in fallback.
+    fn should_try(&self) -> bool {
+        let mut state = self.lock();
+        match state.mode {
+            Mode::Shared => true,
+            Mode::Fallback => {
+                let now = Instant::now();
+                if now >= state.next_probe {
+                    state.next_probe = now + self.probe_interval;
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
+
+    /// A request failed: fall back (or stay in fallback until the next probe).
+    fn failed(&self, error: &StoreError) {
+        let mut state = self.lock();
+        state.last_error = Some(error.to_string());
+        state.next_probe = Instant::now() + self.probe_interval;
+        if state.mode == Mode::Shared {
+            state.mode = Mode::Fallback;
+            self.gauge.inc();
+            self.entered.inc();
+        }
+    }
+
+    /// A request went through; returns whether this ended a fallback.
+    fn recovered(&self) -> bool {
+        let mut state = self.lock();
+        if state.mode == Mode::Fallback {
+            state.mode = Mode::Shared;
+            self.gauge.dec();
+            return true;
+        }
+        false
+    }
+}
+
+impl Drop for Fallback {
+    fn drop(&mut self) {
+        if self.lock().mode == Mode::Fallback {
+            self.gauge.dec();
+        }
+    }
+}
+
+fn random_id() -> String {
+    format!("{:032x}", fastrand::u128(..))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_normalised() {
+        assert_eq!(normalise_endpoint(" ABC.dsql.us-east-1.on.aws:5432 "), "abc.dsql.us-east-1.on.aws");
+        assert_eq!(normalise_endpoint("abc.dsql.us-east-1.on.aws"), "abc.dsql.us-east-1.on.aws");
+        assert_eq!(normalise_endpoint("  "), "");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fallback_probes_once_per_interval_and_recovers() {
+        let fallback = Fallback::new(Duration::from_secs(5), Default::default(), Default::default());
+        assert!(fallback.should_try());
+        fallback.failed(&StoreError::Timeout { operation: "UpdateItem", timeout: Duration::from_secs(1) });
+        assert_eq!(fallback.mode(), Mode::Fallback);
+        assert_eq!(fallback.gauge.get(), 1);
+        assert!(!fallback.should_try());
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(fallback.should_try());
+        assert!(!fallback.should_try(), "one probe per interval");
+        assert!(fallback.recovered());
+        assert!(!fallback.recovered());
+        assert_eq!((fallback.mode(), fallback.gauge.get(), fallback.entered.get()), (Mode::Shared, 0, 1));
+        assert!(fallback.last_error().unwrap().contains("UpdateItem"));
+    }
+}

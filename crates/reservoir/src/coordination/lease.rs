@@ -1,0 +1,712 @@
+//! The distributed connection lease: a counter, one item per lease, one heartbeat item per
+//! process, and a repair pass that reclaims the leases of vanished holders.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{
+    CoordinationError, Fallback, FallbackConfig, Mode, RoundTrips, StoreError, call, chain, check_names,
+    epoch, epoch_ms, invalid, n, normalise_endpoint, number, random_id, request_error, s,
+};
+use crate::limit::{Lease, LeaseHook, LimitError};
+use crate::metrics::Metrics;
+use crate::token::BoxFuture;
+
+/// Settings of [`DynamoConnLease`]; the default limit is DSQL's 10,000 connections per cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnLeaseConfig {
+    /// The DynamoDB table (`coordination.conn_lease.table`).
+    pub table: String,
+    /// The cluster endpoint whose connections are counted.
+    pub endpoint: String,
+    /// Open connections for all processes together.
+    pub limit: u32,
+    /// A holder whose heartbeat is older than this has vanished; its leases are reclaimed.
+    pub holder_ttl: Duration,
+    /// How often this process renews its heartbeat (and with it every lease it holds).
+    pub heartbeat_interval: Duration,
+    /// How often a repair pass runs (by one process of the cluster).
+    pub repair_interval: Duration,
+    /// How long past their last use items stay for DynamoDB's TTL to collect.
+    pub ttl_grace: Duration,
+    /// What to do while DynamoDB does not answer.
+    pub fallback: FallbackConfig,
+}
+
+impl ConnLeaseConfig {
+    /// The defaults for one table and endpoint: 10,000 connections, 15 s heartbeat, holders gone
+    /// after 60 s, a repair pass every 30 s, items collected a day after their last use.
+    #[must_use]
+    pub fn new(table: impl Into<String>, endpoint: impl Into<String>) -> Self {
+        Self {
+            table: table.into(),
+            endpoint: endpoint.into(),
+            limit: 10_000,
+            holder_ttl: Duration::from_secs(60),
+            heartbeat_interval: Duration::from_secs(15),
+            repair_interval: Duration::from_secs(30),
+            ttl_grace: Duration::from_secs(24 * 60 * 60),
+            fallback: FallbackConfig::default(),
+        }
+    }
+
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// [`CoordinationError::Invalid`] naming the first bad setting.
+    pub fn validate(&self) -> Result<(), CoordinationError> {
+        const KEY: &str = "coordination.conn_lease";
+        check_names(KEY, &self.table, &self.endpoint)?;
+        if self.limit == 0 {
+            return invalid(KEY, "0".into(), "limit must be at least 1");
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval * 2 > self.holder_ttl {
+            return invalid(
+                KEY,
+                format!("{:?} / {:?}", self.heartbeat_interval, self.holder_ttl),
+                "heartbeat_interval must be above zero and at most half of holder_ttl",
+            );
+        }
+        if self.repair_interval.is_zero() || self.ttl_grace < self.holder_ttl {
+            return invalid(
+                KEY,
+                format!("{:?} / {:?}", self.repair_interval, self.ttl_grace),
+                "repair_interval must be above zero and ttl_grace at least holder_ttl",
+            );
+        }
+        self.fallback.validate(KEY)
+    }
+}
+
+/// Where a lease is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// In the cluster-wide counter.
+    Shared,
+    /// Only locally (granted while DynamoDB did not answer); registered on recovery.
+    Local,
+}
+
+#[derive(Default)]
+struct State {
+    held: HashMap<String, Kind>,
+    /// Shared leases whose release has not gone through yet (retried by the heartbeat).
+    pending_release: HashSet<String>,
+    registered: bool,
+    next_repair: Option<Instant>,
+}
+
+/// A [`LeaseHook`] that caps the open connections of every process through DynamoDB (see the
+/// [module docs](super) for the design, the table and the IAM policy).
+///
+/// A background task renews this process's heartbeat, retries failed releases, runs the repair
+/// pass when it wins the claim, and registers leases granted during a fallback once DynamoDB
+/// answers again. It holds a `Weak` and ends when the hook is dropped. Dropping the hook without
+/// [`DynamoConnLease::shutdown`] is what a crash looks like: the leases expire after `holder_ttl`
+/// and another process reclaims them.
+pub struct DynamoConnLease {
+    inner: Arc<Inner>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Inner {
+    client: Client,
+    config: ConnLeaseConfig,
+    prefix: String,
+    counter_pk: String,
+    holder: String,
+    holder_pk: String,
+    local_cap: usize,
+    state: Mutex<State>,
+    fallback: Fallback,
+    round_trips: RoundTrips,
+    metrics: Metrics,
+}
+
+impl fmt::Debug for DynamoConnLease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynamoConnLease")
+            .field("holder", &self.inner.holder_pk)
+            .field("held", &self.held())
+            .field("mode", &self.mode())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DynamoConnLease {
+    /// A lease hook on `config.table`, recording into `metrics`; starts its background task.
+    ///
+    /// # Errors
+    /// [`CoordinationError::Invalid`] for a bad setting.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn new(client: Client, config: ConnLeaseConfig, metrics: Metrics) -> Result<Self, CoordinationError> {
+        config.validate()?;
+        let endpoint = normalise_endpoint(&config.endpoint);
+        let prefix = format!("lease#{endpoint}#");
+        let holder = random_id();
+        metrics.lease_limit.set(i64::from(config.limit));
+        let processes = config.fallback.expected_processes;
+        let inner = Arc::new(Inner {
+            client,
+            counter_pk: format!("{prefix}counter"),
+            holder_pk: format!("{prefix}holder#{holder}"),
+            prefix,
+            holder,
+            local_cap: usize::try_from((config.limit / processes).max(1)).unwrap_or(usize::MAX),
+            state: Mutex::new(State::default()),
+            fallback: Fallback::new(
+                config.fallback.probe_interval,
+                metrics.lease_fallback.clone(),
+                metrics.lease_fallbacks.clone(),
+            ),
+            round_trips: RoundTrips::new(metrics.lease_round_trips.clone()),
+            metrics,
+            config,
+        });
+        let task = tokio::spawn(background(Arc::downgrade(&inner)));
+        Ok(Self { inner, task: Mutex::new(Some(task)) })
+    }
+
+    /// Shared, or on the local fallback cap.
+    #[must_use]
+    pub fn mode(&self) -> Mode {
+        self.inner.fallback.mode()
+    }
+
+    /// The DynamoDB error that caused the last fallback, if any.
+    #[must_use]
+    pub fn last_error(&self) -> Option<String> {
+        self.inner.fallback.last_error()
+    }
+
+    /// Leases this process holds (shared and local).
+    #[must_use]
+    pub fn held(&self) -> usize {
+        self.inner.lock().held.len()
+    }
+
+    /// DynamoDB requests this hook made.
+    #[must_use]
+    pub fn round_trips(&self) -> u64 {
+        self.inner.round_trips.get()
+    }
+
+    /// This process's holder id (as in the holder and lease items).
+    #[must_use]
+    pub fn holder(&self) -> &str {
+        &self.inner.holder
+    }
+
+    /// The cluster-wide count of leases as DynamoDB has it now (a consistent read).
+    ///
+    /// # Errors
+    /// [`StoreError`] when DynamoDB does not answer.
+    pub async fn active(&self) -> Result<u64, StoreError> {
+        let (active, _) = self.inner.read_counter().await?;
+        Ok(u64::try_from(active).unwrap_or(0))
+    }
+
+    /// Stops the background task, gives back every lease this process holds and removes its
+    /// heartbeat; best effort (what fails is reclaimed by the repair pass after `holder_ttl`).
+    pub async fn shutdown(&self) {
+        let task = lock(&self.task).take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+        let held: Vec<String> = self.inner.lock().held.keys().cloned().collect();
+        for id in held {
+            self.inner.release_lease(Lease::new(id)).await;
+        }
+        let delete = self.inner.client.delete_item().table_name(&self.inner.config.table).key("pk", s(&self.inner.holder_pk));
+        let _ = call("DeleteItem", self.inner.config.fallback.call_timeout, &self.inner.round_trips, delete.send()).await;
+    }
+}
+
+impl Drop for DynamoConnLease {
+    fn drop(&mut self) {
+        if let Some(task) = lock(&self.task).take() {
+            task.abort();
+        }
+        let held = self.inner.lock().held.len();
+        self.inner.metrics.lease_held.dec_by(i64::try_from(held).unwrap_or(i64::MAX));
+    }
+}
+
+impl LeaseHook for DynamoConnLease {
+    fn acquire(&self) -> BoxFuture<'_, Result<Lease, LimitError>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            // On a task of its own, so a caller that gives up mid-request (the refiller's connect
+            // timeout) cannot leave a lease in DynamoDB that nobody knows about: it is given back.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let worker = inner.clone();
+            drop(tokio::spawn(async move {
+                if let Err(Ok(lease)) = tx.send(worker.acquire_lease().await) {
+                    worker.release_lease(lease).await;
+                }
+            }));
+            rx.await.unwrap_or_else(|_| Err(LimitError::Denied("the distributed connection lease (runtime shutting down)")))
+        })
+    }
+
+    fn release(&self, lease: Lease) -> BoxFuture<'_, ()> {
+        Box::pin(self.inner.release_lease(lease))
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Whether a cancelled transaction failed on the condition of action `index`.
+fn condition_failed(error: &TransactWriteItemsError, index: usize) -> bool {
+    match error {
+        TransactWriteItemsError::TransactionCanceledException(e) => e
+            .cancellation_reasons()
+            .get(index)
+            .and_then(|r| r.code())
+            .is_some_and(|code| code == "ConditionalCheckFailed"),
+        _ => false,
+    }
+}
+
+fn built<T, E: std::error::Error>(result: Result<T, E>) -> Result<T, StoreError> {
+    result.map_err(|e| StoreError::Request { operation: "TransactWriteItems", message: chain(&e) })
+}
+
+/// What a transaction came to.
+enum Outcome {
+    Done,
+    /// Cancelled on a condition; which actions' conditions failed.
+    Refused(Vec<bool>),
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    fn timeout(&self) -> Duration {
+        self.config.fallback.call_timeout
+    }
+
+    fn lease_pk(&self, id: &str) -> String {
+        format!("{}conn#{id}", self.prefix)
+    }
+
+    fn denied(&self) -> LimitError {
+        self.metrics.lease_denied.inc();
+        LimitError::Denied("the distributed connection lease (the cluster-wide limit is reached)")
+    }
+
+    fn hold(&self, id: String, kind: Kind) -> Lease {
+        self.lock().held.insert(id.clone(), kind);
+        self.metrics.lease_held.inc();
+        self.metrics.lease_acquired.inc();
+        Lease::new(id)
+    }
+
+    async fn acquire_lease(&self) -> Result<Lease, LimitError> {
+        let id = random_id();
+        if self.fallback.should_try() {
+            match self.acquire_shared(&id, true).await {
+                Ok(true) => {
+                    self.fallback.recovered();
+                    return Ok(self.hold(id, Kind::Shared));
+                }
+                Ok(false) => {
+                    self.fallback.recovered();
+                    return Err(self.denied());
+                }
+                Err(error) => self.fallback.failed(&error),
+            }
+        }
+        // DynamoDB does not answer: this process's share of the limit, counting every lease it holds.
+        let fits = self.lock().held.len() < self.local_cap;
+        if fits { Ok(self.hold(id, Kind::Local)) } else { Err(self.denied()) }
+    }
+
+    /// Counter up (within the limit when `limited`) and lease item in, atomically; `false` when
+    /// the limit is reached (or, unlimited, when the item already exists).
+    async fn acquire_shared(&self, id: &str, limited: bool) -> Result<bool, StoreError> {
+        if !self.lock().registered {
+            self.put_holder().await?;
+        }
+        let now = epoch_ms();
+        let mut counter = Update::builder()
+            .table_name(&self.config.table)
+            .key("pk", s(&self.counter_pk))
+            .update_expression(
+                "SET active = if_not_exists(active, :zero) + :one, version = if_not_exists(version, :zero) + :one",
+            )
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1));
+        if limited {
+            counter = counter
+                .condition_expression("attribute_not_exists(active) OR active < :limit")
+                .expression_attribute_values(":limit", n(i64::from(self.config.limit)));
+        }
+        let ttl = self.ttl_epoch(Duration::ZERO);
+        let put = Put::builder()
+            .table_name(&self.config.table)
+            .item("pk", s(self.lease_pk(id)))
+            .item("holder", s(&self.holder))
+            .item("created_ms", n(now))
+            .item("ttl_epoch", n(ttl))
+            .condition_expression("attribute_not_exists(pk)");
+        let items = vec![
+            TransactWriteItem::builder().update(built(counter.build())?).build(),
+            TransactWriteItem::builder().put(built(put.build())?).build(),
+        ];
+        Ok(matches!(self.transact(items).await?, Outcome::Done))
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Outcome, StoreError> {
+        let count = items.len();
+        let request = self.client.transact_write_items().set_transact_items(Some(items));
+        match call("TransactWriteItems", self.timeout(), &self.round_trips, request.send()).await? {
+            Ok(_) => Ok(Outcome::Done),
+            Err(error) => match error.as_service_error() {
+                Some(e @ TransactWriteItemsError::TransactionCanceledException(_))
+                    if (0..count).any(|i| condition_failed(e, i)) =>
+                {
+                    Ok(Outcome::Refused((0..count).map(|i| condition_failed(e, i)).collect()))
+                }
+                _ => Err(request_error("TransactWriteItems", &error)),
+            },
+        }
+    }
+
+    async fn release_lease(&self, lease: Lease) {
+        let id = lease.id().to_owned();
+        let kind = {
+            let mut state = self.lock();
+            let kind = state.held.remove(&id);
+            if kind == Some(Kind::Shared) {
+                state.pending_release.insert(id.clone());
+            }
+            kind
+        };
+        if kind.is_none() {
+            return;
+        }
+        self.metrics.lease_held.dec();
+        if kind == Some(Kind::Shared) {
+            self.release_pending(&id).await;
+        }
+    }
+
+    /// Gives back a shared lease that is pending release; it stays pending if DynamoDB fails.
+    async fn release_pending(&self, id: &str) {
+        match self.release_shared(id, &self.holder).await {
+            Ok(_) => {
+                self.lock().pending_release.remove(id);
+            }
+            Err(error) => self.fallback.failed(&error),
+        }
+    }
+
+    /// Deletes a lease item of `holder` and decrements the counter, atomically. `false` when the
+    /// item was not there (already reclaimed): nothing to decrement.
+    async fn release_shared(&self, id: &str, holder: &str) -> Result<bool, StoreError> {
+        let delete = Delete::builder()
+            .table_name(&self.config.table)
+            .key("pk", s(self.lease_pk(id)))
+            .condition_expression("holder = :holder")
+            .expression_attribute_values(":holder", s(holder));
+        let counter = Update::builder()
+            .table_name(&self.config.table)
+            .key("pk", s(&self.counter_pk))
+            .update_expression("SET active = active - :one, version = version + :one")
+            .condition_expression("active >= :one")
+            .expression_attribute_values(":one", n(1));
+        let items = vec![
+            TransactWriteItem::builder().delete(built(delete.build())?).build(),
+            TransactWriteItem::builder().update(built(counter.build())?).build(),
+        ];
+        match self.transact(items).await? {
+            Outcome::Done => Ok(true),
+            Outcome::Refused(failed) if failed[0] => Ok(false),
+            // The counter is already at zero (it drifted): remove the item; the recount fixes the rest.
+            Outcome::Refused(_) => {
+                let request = self
+                    .client
+                    .delete_item()
+                    .table_name(&self.config.table)
+                    .key("pk", s(self.lease_pk(id)))
+                    .condition_expression("holder = :holder")
+                    .expression_attribute_values(":holder", s(holder));
+                let _ = call("DeleteItem", self.timeout(), &self.round_trips, request.send()).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    fn ttl_epoch(&self, after: Duration) -> i64 {
+        i64::try_from((epoch() + after + self.config.ttl_grace).as_secs()).unwrap_or(i64::MAX)
+    }
+
+    fn holder_expiry(&self) -> i64 {
+        epoch_ms() + i64::try_from(self.config.holder_ttl.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    async fn put_holder(&self) -> Result<(), StoreError> {
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.config.table)
+            .item("pk", s(&self.holder_pk))
+            .item("expires_ms", n(self.holder_expiry()))
+            .item("ttl_epoch", n(self.ttl_epoch(self.config.holder_ttl)));
+        match call("PutItem", self.timeout(), &self.round_trips, request.send()).await? {
+            Ok(_) => {
+                self.lock().registered = true;
+                Ok(())
+            }
+            Err(error) => Err(request_error("PutItem", &error)),
+        }
+    }
+
+    /// Renews the heartbeat; `false` when the holder item was gone (this process was taken for
+    /// vanished and its leases reclaimed).
+    async fn heartbeat(&self) -> Result<bool, StoreError> {
+        if !self.lock().registered {
+            self.put_holder().await?;
+            return Ok(true);
+        }
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.config.table)
+            .key("pk", s(&self.holder_pk))
+            .update_expression("SET expires_ms = :expires, ttl_epoch = :ttl")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":expires", n(self.holder_expiry()))
+            .expression_attribute_values(":ttl", n(self.ttl_epoch(self.config.holder_ttl)));
+        match call("UpdateItem", self.timeout(), &self.round_trips, request.send()).await? {
+            Ok(_) => Ok(true),
+            Err(error) => match error.as_service_error() {
+                Some(e) if e.is_conditional_check_failed_exception() => Ok(false),
+                _ => Err(request_error("UpdateItem", &error)),
+            },
+        }
+    }
+
+    /// Counts the leases this process holds but DynamoDB does not (local ones, reclaimed ones).
+    async fn register_uncounted(&self, include_shared: bool) -> Result<(), StoreError> {
+        let ids: Vec<(String, Kind)> = self
+            .lock()
+            .held
+            .iter()
+            .filter(|(_, kind)| include_shared || **kind == Kind::Local)
+            .map(|(id, kind)| (id.clone(), *kind))
+            .collect();
+        for (id, _) in ids {
+            // `false`: the item still exists, so it is counted already.
+            let added = self.acquire_shared(&id, false).await?;
+            let still_held = match self.lock().held.get_mut(&id) {
+                Some(kind) => {
+                    *kind = Kind::Shared;
+                    true
+                }
+                None => false,
+            };
+            if added && !still_held {
+                // Released while it was being registered: give it back again.
+                self.release_shared(&id, &self.holder).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One round of the background task.
+    async fn tick(&self) -> Result<(), StoreError> {
+        let alive = self.heartbeat().await?;
+        self.metrics.lease_renewals.inc();
+        if !alive {
+            self.put_holder().await?;
+            self.register_uncounted(true).await?;
+        }
+        if self.fallback.recovered() || self.lock().held.values().any(|k| *k == Kind::Local) {
+            self.register_uncounted(false).await?;
+        }
+        let pending: Vec<String> = self.lock().pending_release.iter().cloned().collect();
+        for id in pending {
+            self.release_pending(&id).await;
+        }
+        let now = Instant::now();
+        let due = self.lock().next_repair.is_none_or(|at| now >= at);
+        if due {
+            self.lock().next_repair = Some(now + self.config.repair_interval);
+            if self.claim_repair().await? {
+                self.repair().await?;
+            } else {
+                let (active, _) = self.read_counter().await?;
+                self.metrics.lease_active.set(active);
+            }
+        }
+        Ok(())
+    }
+
+    async fn read_counter(&self) -> Result<(i64, Option<i64>), StoreError> {
+        let request =
+            self.client.get_item().table_name(&self.config.table).key("pk", s(&self.counter_pk)).consistent_read(true);
+        match call("GetItem", self.timeout(), &self.round_trips, request.send()).await? {
+            Ok(output) => Ok((number(output.item(), "active").unwrap_or(0), number(output.item(), "version"))),
+            Err(error) => Err(request_error("GetItem", &error)),
+        }
+    }
+
+    /// Takes the cluster's repair turn for one interval, if nobody holds it.
+    async fn claim_repair(&self) -> Result<bool, StoreError> {
+        let now = epoch_ms();
+        let until = now + i64::try_from(self.config.repair_interval.as_millis()).unwrap_or(i64::MAX) - 1;
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.config.table)
+            .key("pk", s(&self.counter_pk))
+            .update_expression("SET repair_until_ms = :until, repair_by = :me")
+            .condition_expression("attribute_not_exists(repair_until_ms) OR repair_until_ms < :now")
+            .expression_attribute_values(":until", n(until))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":me", s(&self.holder));
+        match call("UpdateItem", self.timeout(), &self.round_trips, request.send()).await? {
+            Ok(_) => Ok(true),
+            Err(error) => match error.as_service_error() {
+                Some(e) if e.is_conditional_check_failed_exception() => Ok(false),
+                _ => Err(request_error("UpdateItem", &error)),
+            },
+        }
+    }
+
+    /// Every item of this endpoint.
+    async fn scan(&self) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let request = self
+                .client
+                .scan()
+                .table_name(&self.config.table)
+                .filter_expression("begins_with(pk, :prefix)")
+                .expression_attribute_values(":prefix", s(&self.prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take());
+            let page = match call("Scan", self.timeout(), &self.round_trips, request.send()).await? {
+                Ok(page) => page,
+                Err(error) => return Err(request_error("Scan", &error)),
+            };
+            items.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// Reclaims the leases of vanished holders and corrects the counter to the live leases.
+    async fn repair(&self) -> Result<(), StoreError> {
+        let (active, version) = self.read_counter().await?;
+        let items = self.scan().await?;
+        let now = epoch_ms();
+        let young = now - i64::try_from(self.config.holder_ttl.as_millis()).unwrap_or(i64::MAX);
+        let mut holders: HashMap<String, i64> = HashMap::new();
+        let mut leases: Vec<(String, String, i64)> = Vec::new();
+        for item in &items {
+            let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) else { continue };
+            let Some(rest) = pk.strip_prefix(&self.prefix) else { continue };
+            if let Some(holder) = rest.strip_prefix("holder#") {
+                holders.insert(holder.to_owned(), number(Some(item), "expires_ms").unwrap_or(0));
+            } else if let Some(id) = rest.strip_prefix("conn#") {
+                let holder = item.get("holder").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                leases.push((id.to_owned(), holder, number(Some(item), "created_ms").unwrap_or(0)));
+            }
+        }
+        let mut live = 0_i64;
+        let mut reclaimed = 0_i64;
+        let mut exact = true;
+        for (id, holder, created) in leases {
+            let holder_alive = holders.get(&holder).is_some_and(|expires| *expires >= now);
+            if holder_alive || created > young {
+                live += 1;
+                continue;
+            }
+            if self.release_shared(&id, &holder).await? {
+                reclaimed += 1;
+                self.metrics.lease_repairs.inc();
+            } else {
+                exact = false;
+            }
+        }
+        for (holder, expires) in &holders {
+            if *expires < now && holder != &self.holder {
+                let request = self
+                    .client
+                    .delete_item()
+                    .table_name(&self.config.table)
+                    .key("pk", s(format!("{}holder#{holder}", self.prefix)))
+                    .condition_expression("expires_ms < :now")
+                    .expression_attribute_values(":now", n(now));
+                let _ = call("DeleteItem", self.timeout(), &self.round_trips, request.send()).await?;
+            }
+        }
+        let mut counted = active - reclaimed;
+        if exact && counted != live && let Some(version) = version {
+            // Only if nothing changed since the read: any acquire or release bumps `version`.
+            let request = self
+                .client
+                .update_item()
+                .table_name(&self.config.table)
+                .key("pk", s(&self.counter_pk))
+                .update_expression("SET active = :live, version = version + :one")
+                .condition_expression("version = :seen")
+                .expression_attribute_values(":live", n(live))
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":seen", n(version + reclaimed));
+            match call("UpdateItem", self.timeout(), &self.round_trips, request.send()).await? {
+                Ok(_) => {
+                    self.metrics.lease_recounts.inc();
+                    counted = live;
+                }
+                Err(error) => match error.as_service_error() {
+                    Some(e) if e.is_conditional_check_failed_exception() => {}
+                    _ => return Err(request_error("UpdateItem", &error)),
+                },
+            }
+        }
+        self.metrics.lease_active.set(counted);
+        Ok(())
+    }
+}
+
+/// The background task: heartbeat, pending releases, recovery and repair every heartbeat interval.
+async fn background(inner: Weak<Inner>) {
+    let interval = match inner.upgrade() {
+        Some(inner) => inner.config.heartbeat_interval,
+        None => return,
+    };
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        match inner.tick().await {
+            Ok(()) => {
+                inner.fallback.recovered();
+            }
+            Err(error) => inner.fallback.failed(&error),
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! The distributed connect-rate limiter: one GCRA bucket item per endpoint, claimed in batches.
+
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+use tokio::time::Instant;
+
+use super::{
+    CoordinationError, Fallback, FallbackConfig, Mode, RoundTrips, StoreError, call, check_names, epoch,
+    invalid, n, normalise_endpoint, number, request_error, s,
+};
+use crate::limit::{ConnectLimiter, LimitError, TokenBucket};
+use crate::metrics::{Metrics, millis};
+use crate::token::BoxFuture;
+
+/// Bucket items stay this long after their last claim (garbage collection only).
+const BUCKET_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// Claim attempts that lose a race before the caller pauses briefly.
+const CLAIM_ATTEMPTS: usize = 4;
+
+/// Settings of [`DynamoRateLimiter`]; the defaults are DSQL's connection-rate limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimiterConfig {
+    /// The DynamoDB table (`coordination.rate_limiter.table`).
+    pub table: String,
+    /// The cluster endpoint whose budget this is (one bucket per endpoint).
+    pub endpoint: String,
+    /// Connects per second for all processes together (DSQL: 100).
+    pub rate: f64,
+    /// Connects at once after a quiet spell, for all processes together (DSQL: 1000).
+    pub burst: u32,
+    /// Most permits one DynamoDB request claims; the spares serve this process's next connects.
+    pub batch: u32,
+    /// How long a spare permit stays usable; the shared bucket's burst is reduced by
+    /// `rate × spare_ttl` so spares never push a one-second window over `rate + burst`.
+    pub spare_ttl: Duration,
+    /// Longest wait for one permit; then the connect is refused.
+    pub max_wait: Duration,
+    /// What to do while DynamoDB does not answer.
+    pub fallback: FallbackConfig,
+}
+
+impl RateLimiterConfig {
+    /// The defaults for one table and endpoint: 100/s, burst 1000, batches of 10 spares kept for
+    /// 100 ms, 30 s max wait.
+    #[must_use]
+    pub fn new(table: impl Into<String>, endpoint: impl Into<String>) -> Self {
+        Self {
+            table: table.into(),
+            endpoint: endpoint.into(),
+            rate: 100.0,
+            burst: 1000,
+            batch: 10,
+            spare_ttl: Duration::from_millis(100),
+            max_wait: Duration::from_secs(30),
+            fallback: FallbackConfig::default(),
+        }
+    }
+
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// [`CoordinationError::Invalid`] naming the first bad setting.
+    pub fn validate(&self) -> Result<(), CoordinationError> {
+        const KEY: &str = "coordination.rate_limiter";
+        check_names(KEY, &self.table, &self.endpoint)?;
+        if !(self.rate.is_finite() && self.rate > 0.0) {
+            return invalid(KEY, self.rate.to_string(), "rate must be a positive number per second");
+        }
+        if self.batch == 0 || self.max_wait.is_zero() {
+            return invalid(KEY, format!("batch {} max_wait {:?}", self.batch, self.max_wait), "batch and max_wait must be above zero");
+        }
+        if self.shared_burst() < 1.0 {
+            return invalid(
+                KEY,
+                format!("burst {} spare_ttl {:?}", self.burst, self.spare_ttl),
+                "burst must exceed rate × spare_ttl by at least 1: raise burst or shorten spare_ttl",
+            );
+        }
+        self.fallback.validate(KEY)
+    }
+
+    /// The burst of the shared bucket: `burst - rate × spare_ttl`.
+    fn shared_burst(&self) -> f64 {
+        f64::from(self.burst) - self.rate * self.spare_ttl.as_secs_f64()
+    }
+}
+
+/// What one claim got.
+enum Claim {
+    /// This many permits (at least one).
+    Granted(u32),
+    /// The bucket is empty; one permit frees up after this long.
+    Wait(Duration),
+    /// Lost every race to other processes; try again shortly.
+    Contended,
+}
+
+/// Spare permits of the last claim and when they lapse.
+struct Spares {
+    count: u32,
+    until: Instant,
+}
+
+/// State of the one claim in flight (claims are made one at a time per process).
+struct Claimer {
+    /// The bucket's `tat` as last seen: a lower bound of the real one (claims only raise it).
+    seen_tat_us: Option<i64>,
+}
+
+/// A [`ConnectLimiter`] whose budget is shared by every process through one DynamoDB item per
+/// endpoint (see the [module docs](super) for the algorithm, the table and the IAM policy).
+///
+/// Waiters of one process share one claim in flight and the spares it brings. When DynamoDB does
+/// not answer, permits come from a local token bucket of `rate / expected_processes` (and
+/// `burst / expected_processes`) until a probe gets through.
+pub struct DynamoRateLimiter {
+    client: Client,
+    config: RateLimiterConfig,
+    pk: String,
+    period_us: f64,
+    tau_us: f64,
+    batch: u32,
+    spares: Mutex<Spares>,
+    claimer: tokio::sync::Mutex<Claimer>,
+    local: TokenBucket,
+    fallback: Fallback,
+    round_trips: RoundTrips,
+    metrics: Metrics,
+}
+
+impl fmt::Debug for DynamoRateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynamoRateLimiter")
+            .field("pk", &self.pk)
+            .field("mode", &self.mode())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DynamoRateLimiter {
+    /// A limiter on `config.table`, recording into `metrics`.
+    ///
+    /// # Errors
+    /// [`CoordinationError::Invalid`] for a bad setting.
+    pub fn new(client: Client, config: RateLimiterConfig, metrics: Metrics) -> Result<Self, CoordinationError> {
+        config.validate()?;
+        let shared_burst = config.shared_burst();
+        let period_us = 1e6 / config.rate;
+        let processes = config.fallback.expected_processes;
+        // Truncation is intended: the batch never exceeds what the shared bucket can hold.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let batch = config.batch.min(shared_burst.floor() as u32).max(1);
+        let local = TokenBucket::new(config.rate / f64::from(processes), (config.burst / processes).max(1));
+        Ok(Self {
+            pk: format!("rate#{}", normalise_endpoint(&config.endpoint)),
+            client,
+            period_us,
+            tau_us: shared_burst * period_us,
+            batch,
+            spares: Mutex::new(Spares { count: 0, until: Instant::now() }),
+            claimer: tokio::sync::Mutex::new(Claimer { seen_tat_us: None }),
+            local,
+            fallback: Fallback::new(
+                config.fallback.probe_interval,
+                metrics.rate_fallback.clone(),
+                metrics.rate_fallbacks.clone(),
+            ),
+            round_trips: RoundTrips::new(metrics.rate_round_trips.clone()),
+            metrics,
+            config,
+        })
+    }
+
+    /// Shared, or on the local fallback share.
+    #[must_use]
+    pub fn mode(&self) -> Mode {
+        self.fallback.mode()
+    }
+
+    /// The DynamoDB error that caused the last fallback, if any.
+    #[must_use]
+    pub fn last_error(&self) -> Option<String> {
+        self.fallback.last_error()
+    }
+
+    /// DynamoDB requests this limiter made.
+    #[must_use]
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.get()
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn config(&self) -> &RateLimiterConfig {
+        &self.config
+    }
+
+    fn take_spare(&self) -> bool {
+        let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
+        if spares.count > 0 && Instant::now() < spares.until {
+            spares.count -= 1;
+            true
+        } else {
+            spares.count = 0;
+            false
+        }
+    }
+
+    fn granted(&self, started: Instant) {
+        self.metrics.rate_granted.inc();
+        self.metrics.rate_wait.observe(millis(started.elapsed()));
+    }
+
+    fn denied(&self) -> LimitError {
+        self.metrics.rate_denied.inc();
+        LimitError::Denied("the distributed connect-rate limiter (no permit within max_wait)")
+    }
+
+    async fn acquire_permit(&self) -> Result<(), LimitError> {
+        let started = Instant::now();
+        let deadline = started + self.config.max_wait;
+        loop {
+            if self.take_spare() {
+                self.granted(started);
+                return Ok(());
+            }
+            let probing = self.mode() == Mode::Fallback;
+            if !self.fallback.should_try() {
+                return match tokio::time::timeout_at(deadline, self.local.acquire()).await {
+                    Ok(_) => {
+                        self.granted(started);
+                        Ok(())
+                    }
+                    Err(_) => Err(self.denied()),
+                };
+            }
+            let Ok(mut claimer) = tokio::time::timeout_at(deadline, self.claimer.lock()).await else {
+                return Err(self.denied());
+            };
+            if self.take_spare() {
+                self.granted(started);
+                return Ok(());
+            }
+            if !probing && self.mode() == Mode::Fallback {
+                continue; // Another waiter's claim just failed: use the local share.
+            }
+            let pause = match self.claim(&mut claimer, self.batch).await {
+                Ok(Claim::Granted(permits)) => {
+                    self.fallback.recovered();
+                    if permits > 1 {
+                        let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
+                        *spares = Spares { count: permits - 1, until: Instant::now() + self.config.spare_ttl };
+                    }
+                    self.granted(started);
+                    return Ok(());
+                }
+                Ok(Claim::Wait(wait)) => {
+                    self.fallback.recovered();
+                    wait
+                }
+                Ok(Claim::Contended) => Duration::from_micros(fastrand::u64(1_000..5_000)),
+                Err(error) => {
+                    self.fallback.failed(&error);
+                    continue;
+                }
+            };
+            drop(claimer);
+            let wake = Instant::now() + pause;
+            if wake >= deadline {
+                tokio::time::sleep_until(deadline).await;
+                return Err(self.denied());
+            }
+            tokio::time::sleep_until(wake).await;
+        }
+    }
+
+    /// Claims up to `want` permits from the shared bucket.
+    async fn claim(&self, claimer: &mut Claimer, want: u32) -> Result<Claim, StoreError> {
+        for _ in 0..CLAIM_ATTEMPTS {
+            let now = i64::try_from(epoch().as_micros()).unwrap_or(i64::MAX);
+            let step = match claimer.seen_tat_us {
+                Some(tat) if tat > now => match self.room(tat, now, want) {
+                    Ok(permits) => Step::Add(permits),
+                    Err(wait) => return Ok(Claim::Wait(wait)),
+                },
+                _ => Step::Reset(want),
+            };
+            match self.write(step, now).await? {
+                Written::Ok(tat) => {
+                    claimer.seen_tat_us = Some(tat);
+                    return Ok(Claim::Granted(step.permits()));
+                }
+                // The bucket's value when the condition failed (`tat` never goes down).
+                Written::Lost(tat) => claimer.seen_tat_us = tat,
+            }
+        }
+        Ok(Claim::Contended)
+    }
+
+    /// How many of `want` permits fit while the bucket's `tat` is ahead of now, or how long until
+    /// one does.
+    fn room(&self, tat: i64, now: i64, want: u32) -> Result<u32, Duration> {
+        #[allow(clippy::cast_precision_loss)] // Microsecond timestamps fit a double exactly.
+        let room_us = now as f64 + self.tau_us - tat as f64;
+        let fits = (room_us / self.period_us).floor();
+        if fits >= 1.0 {
+            // In 1..=burst, so the casts are exact.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            return Ok((fits as u32).min(want));
+        }
+        Err(Duration::from_secs_f64(((self.period_us - room_us) / 1e6).max(0.0001)))
+    }
+
+    /// One conditional write of the bucket item.
+    async fn write(&self, step: Step, now: i64) -> Result<Written, StoreError> {
+        #[allow(clippy::cast_possible_truncation)] // At most burst periods in microseconds.
+        let increment = (f64::from(step.permits()) * self.period_us).ceil() as i64;
+        let ttl = i64::try_from((epoch() + BUCKET_TTL).as_secs()).unwrap_or(i64::MAX);
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.config.table)
+            .key("pk", s(&self.pk))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":ttl", n(ttl))
+            .return_values(ReturnValue::UpdatedNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let request = match step {
+            // A bucket in use: move `tat` on, as long as it stays within the burst of now.
+            Step::Add(_) => {
+                #[allow(clippy::cast_possible_truncation)]
+                let max = now + self.tau_us as i64 - increment;
+                request
+                    .update_expression("SET ttl_epoch = :ttl ADD tat_us :inc")
+                    .condition_expression("tat_us > :now AND tat_us <= :max")
+                    .expression_attribute_values(":inc", n(increment))
+                    .expression_attribute_values(":max", n(max))
+            }
+            // An idle (or new) bucket: start from now.
+            Step::Reset(_) => request
+                .update_expression("SET tat_us = :tat, ttl_epoch = :ttl")
+                .condition_expression("attribute_not_exists(tat_us) OR tat_us <= :now")
+                .expression_attribute_values(":tat", n(now + increment)),
+        };
+        let timeout = self.config.fallback.call_timeout;
+        match call("UpdateItem", timeout, &self.round_trips, request.send()).await? {
+            Ok(output) => Ok(Written::Ok(number(output.attributes(), "tat_us").unwrap_or(now + increment))),
+            Err(error) => match error.as_service_error() {
+                Some(e) if e.is_conditional_check_failed_exception() => {
+                    let old = match e {
+                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
+                            number(c.item(), "tat_us")
+                        }
+                        _ => None,
+                    };
+                    Ok(Written::Lost(old))
+                }
+                _ => Err(request_error("UpdateItem", &error)),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Add(u32),
+    Reset(u32),
+}
+
+impl Step {
+    fn permits(self) -> u32 {
+        match self {
+            Self::Add(p) | Self::Reset(p) => p,
+        }
+    }
+}
+
+enum Written {
+    /// The claim went through; the bucket's new `tat`.
+    Ok(i64),
+    /// Its condition failed; the bucket's `tat` at that moment (`None`: no bucket yet).
+    Lost(Option<i64>),
+}
+
+impl ConnectLimiter for DynamoRateLimiter {
+    fn acquire(&self) -> BoxFuture<'_, Result<(), LimitError>> {
+        Box::pin(self.acquire_permit())
+    }
+}
