@@ -198,7 +198,11 @@ fn normalise_endpoint(endpoint: &str) -> String {
 
 fn check_names(prefix: &'static str, table: &str, endpoint: &str) -> Result<(), CoordinationError> {
     if table.trim().is_empty() {
-        return invalid(prefix, String::new(), "table must name the DynamoDB table (cargo xtask infra apply sets it)");
+        return invalid(
+            prefix,
+            String::new(),
+            "table must name the DynamoDB table (cargo xtask infra apply sets it)",
+        );
     }
     if normalise_endpoint(endpoint).is_empty() {
         return invalid(prefix, String::new(), "endpoint must be the cluster endpoint");

@@ -1,1 +1,458 @@
-//! placeholder
+//! The DynamoDB coordination (feature `coordination`) against moto: the harness's shared server
+//! (each test with a table of its own) and, for the outage test, a private one it stops and
+//! restarts. Reservoirs connect to the harness's PostgreSQL.
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use tdsql_reservoir::coordination::{
+    ConnLeaseConfig, DynamoConnLease, DynamoRateLimiter, FallbackConfig, Mode, RateLimiterConfig,
+};
+use tdsql_reservoir::metrics::RefillFailure;
+use tdsql_reservoir::{
+    ConnectError, ConnectLimiter, Connector, LeaseHook, LimitError, Metrics, PgConnection, PgConnector,
+    Reservoir, ReservoirConfig,
+};
+use tdsql_test_support::{PrivateMoto, aws_config_at, aws_endpoint, fresh_database};
+use tokio::time::Instant;
+
+mod common;
+use common::local;
+
+const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
+
+/// A DynamoDB client of its own (as each process has), with few SDK retries so an outage shows fast.
+async fn client(endpoint: &str) -> Client {
+    let sdk = aws_config_at("us-east-1", endpoint).await;
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
+        .retry_config(RetryConfig::standard().with_max_attempts(2));
+    Client::from_conf(config.build())
+}
+
+/// A table like `terraform/shared` creates: `pk` S, on demand, TTL on `ttl_epoch`.
+async fn create_table(client: &Client, label: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let name = format!("coord-{label}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+    create_named(client, &name).await;
+    name
+}
+
+async fn create_named(client: &Client, name: &str) {
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().unwrap())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("creating table {name} failed: {e:?}"));
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder().attribute_name("ttl_epoch").enabled(true).build().unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+fn fallback(expected_processes: u32) -> FallbackConfig {
+    FallbackConfig {
+        expected_processes,
+        probe_interval: Duration::from_millis(300),
+        call_timeout: Duration::from_millis(500),
+    }
+}
+
+fn rate_config(table: &str, rate: f64, burst: u32) -> RateLimiterConfig {
+    RateLimiterConfig {
+        rate,
+        burst,
+        batch: 3,
+        spare_ttl: Duration::from_millis(100),
+        max_wait: Duration::from_secs(10),
+        fallback: fallback(4),
+        ..RateLimiterConfig::new(table, ENDPOINT)
+    }
+}
+
+fn lease_config(table: &str, limit: u32) -> ConnLeaseConfig {
+    ConnLeaseConfig {
+        limit,
+        holder_ttl: Duration::from_millis(1500),
+        heartbeat_interval: Duration::from_millis(300),
+        repair_interval: Duration::from_millis(300),
+        ttl_grace: Duration::from_secs(60),
+        fallback: fallback(4),
+        ..ConnLeaseConfig::new(table, ENDPOINT)
+    }
+}
+
+/// The largest number of instants in any one-second window.
+fn max_per_second(times: &mut [Instant]) -> usize {
+    times.sort_unstable();
+    (0..times.len())
+        .map(|i| times[i..].iter().take_while(|t| **t < times[i] + Duration::from_secs(1)).count())
+        .max()
+        .unwrap_or(0)
+}
+
+/// A metric's value from the exposition.
+fn metric(metrics: &Metrics, name: &str) -> f64 {
+    let text = metrics.encode();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in the exposition:\n{text}"))
+}
+
+async fn wait_for(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What the counting connector saw: connect starts, and connections open now and at most.
+#[derive(Default)]
+struct Log {
+    starts: Mutex<Vec<Instant>>,
+    open: AtomicUsize,
+    max_open: AtomicUsize,
+}
+
+/// The real connector, counting connects and open connections across every reservoir.
+struct Counted {
+    inner: PgConnector,
+    log: Arc<Log>,
+}
+
+struct CountedConn {
+    conn: PgConnection,
+    log: Arc<Log>,
+}
+
+impl Drop for CountedConn {
+    fn drop(&mut self) {
+        self.log.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Connector for Counted {
+    type Connection = CountedConn;
+    type Error = ConnectError;
+
+    async fn connect(&self) -> Result<CountedConn, ConnectError> {
+        self.log.starts.lock().unwrap().push(Instant::now());
+        let conn = self.inner.connect().await?;
+        let open = self.log.open.fetch_add(1, Ordering::SeqCst) + 1;
+        self.log.max_open.fetch_max(open, Ordering::SeqCst);
+        Ok(CountedConn { conn, log: self.log.clone() })
+    }
+
+    fn is_broken(&self, connection: &CountedConn) -> bool {
+        self.inner.is_broken(&connection.conn)
+    }
+
+    fn failure_reason(&self, error: &ConnectError) -> RefillFailure {
+        self.inner.failure_reason(error)
+    }
+}
+
+fn counted(db: &tokio_postgres::Config, log: &Arc<Log>) -> Counted {
+    let (settings, password) = local(db);
+    Counted { inner: PgConnector::new(settings, Arc::new(password)).unwrap(), log: log.clone() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_reservoirs_share_the_connect_budget_and_the_connection_cap() {
+    const RATE: f64 = 5.0;
+    const BURST: u32 = 5;
+    const CAP: u32 = 8;
+    let db = fresh_database("coord_share").await;
+    let table = create_table(&client(&aws_endpoint()).await, "share").await;
+    let log = Arc::new(Log::default());
+    let metrics = Metrics::new();
+    let mut reservoirs = Vec::new();
+    let mut hooks = Vec::new();
+    // Three "processes", each with its own client, limiter and lease hook; 12 connections wanted.
+    for _ in 0..3 {
+        let dynamo = client(&aws_endpoint()).await;
+        let limiter =
+            DynamoRateLimiter::new(dynamo.clone(), rate_config(&table, RATE, BURST), metrics.clone())
+                .unwrap();
+        let hook =
+            Arc::new(DynamoConnLease::new(dynamo, lease_config(&table, CAP), metrics.clone()).unwrap());
+        let config = ReservoirConfig {
+            target_ready: 4,
+            base_lifetime: Duration::from_secs(4),
+            lifetime_jitter: Duration::from_secs(1),
+            guard_window: Duration::from_millis(200),
+            expiry_scan_interval: Duration::from_millis(50),
+            failure_backoff: Duration::from_millis(50),
+            max_failure_backoff: Duration::from_millis(200),
+            ..ReservoirConfig::default()
+        };
+        let reservoir = Reservoir::builder(counted(&db, &log))
+            .config(config)
+            .limiter(Arc::new(limiter))
+            .lease_hook(hook.clone())
+            .build()
+            .unwrap();
+        reservoirs.push(reservoir);
+        hooks.push(hook);
+    }
+    let started = Instant::now();
+    let mut peak_active = 0;
+    while started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        peak_active = peak_active.max(hooks[0].active().await.unwrap());
+    }
+    let mut starts = log.starts.lock().unwrap().clone();
+    let max_open = log.max_open.load(Ordering::SeqCst);
+    let busiest = max_per_second(&mut starts);
+    println!(
+        "connects: {} in 10 s, busiest second {busiest}; open at most {max_open}; counter at most {peak_active}",
+        starts.len()
+    );
+    assert!(
+        busiest <= (RATE as usize) + BURST as usize,
+        "{busiest} connects in one second: over rate + burst"
+    );
+    assert!(max_open <= CAP as usize, "{max_open} connections open at once: over the cap of {CAP}");
+    assert!(peak_active <= u64::from(CAP), "the counter reached {peak_active}");
+    // Both limits bound: the cap was reached and refused more; every connection was replaced
+    // once at least as it expired, within the rate.
+    assert_eq!(max_open, CAP as usize, "the cap was never reached, so the test shows nothing");
+    assert!(metric(&metrics, "dsql_distributed_conn_lease_denied_total") > 0.0);
+    assert!(starts.len() >= 2 * CAP as usize, "only {} connects in 10 s", starts.len());
+    for reservoir in &reservoirs {
+        reservoir.close().await;
+    }
+    // Every lease comes back (connects aborted by the close give theirs back on their own tasks).
+    wait_for("every lease back", Duration::from_secs(10), async || hooks[0].active().await.unwrap() == 0)
+        .await;
+    assert!(hooks.iter().all(|h| h.mode() == Mode::Shared));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_limiters_never_exceed_rate_plus_burst() {
+    const RATE: f64 = 20.0;
+    const BURST: u32 = 10;
+    let table = create_table(&client(&aws_endpoint()).await, "rate").await;
+    let metrics = Metrics::new();
+    let grants = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut limiters = Vec::new();
+    for _ in 0..4 {
+        let limiter = Arc::new(
+            DynamoRateLimiter::new(
+                client(&aws_endpoint()).await,
+                rate_config(&table, RATE, BURST),
+                metrics.clone(),
+            )
+            .unwrap(),
+        );
+        limiters.push(limiter.clone());
+        for _ in 0..4 {
+            let (limiter, grants) = (limiter.clone(), grants.clone());
+            tasks.spawn(async move {
+                let until = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < until {
+                    limiter.acquire().await.unwrap();
+                    grants.lock().unwrap().push(Instant::now());
+                }
+            });
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    let mut grants = grants.lock().unwrap().clone();
+    let trips: u64 = limiters.iter().map(|l| l.round_trips()).sum();
+    let busiest = max_per_second(&mut grants);
+    println!("{} permits in 5 s, busiest second {busiest}, {trips} DynamoDB requests", grants.len());
+    assert!(busiest <= (RATE as usize) + BURST as usize, "{busiest} permits in one second");
+    // The shared budget is used, not starved: at least 70 % of rate × 5 s.
+    assert!(grants.len() as f64 >= 0.7 * RATE * 5.0, "only {} permits in 5 s", grants.len());
+    assert!(trips < grants.len() as u64 * 3, "{trips} requests for {} permits", grants.len());
+}
+
+#[tokio::test]
+async fn a_vanished_holders_leases_expire_and_the_count_comes_back() {
+    let table = create_table(&client(&aws_endpoint()).await, "vanish").await;
+    let metrics = Metrics::new();
+    let config = lease_config(&table, 5);
+    let survivor =
+        DynamoConnLease::new(client(&aws_endpoint()).await, config.clone(), metrics.clone()).unwrap();
+    let vanished =
+        DynamoConnLease::new(client(&aws_endpoint()).await, config.clone(), Metrics::new()).unwrap();
+    for _ in 0..3 {
+        vanished.acquire().await.unwrap();
+    }
+    let mut mine = Vec::new();
+    for _ in 0..2 {
+        mine.push(survivor.acquire().await.unwrap());
+    }
+    assert!(matches!(survivor.acquire().await, Err(LimitError::Denied(_))), "the cap of 5 is full");
+    assert_eq!(survivor.active().await.unwrap(), 5);
+    // Renewed while held: well past holder_ttl, the holder's leases are still there.
+    tokio::time::sleep(config.holder_ttl * 2).await;
+    assert_eq!(survivor.active().await.unwrap(), 5);
+    // The holder goes away without releasing anything (a crash).
+    drop(vanished);
+    let gone = Instant::now();
+    wait_for("the vanished holder's slots", Duration::from_secs(15), async || {
+        match survivor.acquire().await {
+            Ok(lease) => {
+                mine.push(lease);
+                mine.len() == 5
+            }
+            Err(_) => false,
+        }
+    })
+    .await;
+    println!(
+        "slots back {:?} after the holder vanished (holder_ttl {:?})",
+        gone.elapsed(),
+        config.holder_ttl
+    );
+    assert_eq!(survivor.active().await.unwrap(), 5);
+    assert!(metric(&metrics, "dsql_distributed_conn_lease_repairs_total") >= 3.0);
+    for lease in mine {
+        survivor.release(lease).await;
+    }
+    assert_eq!(survivor.active().await.unwrap(), 0);
+    assert_eq!(survivor.held(), 0);
+    survivor.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_counter_that_drifted_is_recounted() {
+    let dynamo = client(&aws_endpoint()).await;
+    let table = create_table(&dynamo, "drift").await;
+    let metrics = Metrics::new();
+    let hook = DynamoConnLease::new(dynamo.clone(), lease_config(&table, 5), metrics.clone()).unwrap();
+    let lease = hook.acquire().await.unwrap();
+    // What the fork leaves behind: a count with no lease behind it.
+    dynamo
+        .update_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S(format!("lease#{ENDPOINT}#counter")))
+        .update_expression("SET active = :n")
+        .expression_attribute_values(":n", AttributeValue::N("4".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hook.active().await.unwrap(), 4);
+    wait_for("the recount", Duration::from_secs(10), async || hook.active().await.unwrap() == 1).await;
+    assert!(metric(&metrics, "dsql_distributed_conn_lease_recounts_total") >= 1.0);
+    hook.release(lease).await;
+    assert_eq!(hook.active().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connects_continue_on_the_local_share_while_dynamodb_is_down_and_share_again_after() {
+    const RATE: f64 = 20.0;
+    let mut moto = PrivateMoto::start().await;
+    let dynamo = client(&moto.endpoint()).await;
+    let table = create_table(&dynamo, "outage").await;
+    let db = fresh_database("coord_outage").await;
+    let log = Arc::new(Log::default());
+    let metrics = Metrics::new();
+    let limiter = Arc::new(
+        DynamoRateLimiter::new(dynamo.clone(), rate_config(&table, RATE, 10), metrics.clone()).unwrap(),
+    );
+    let hook =
+        Arc::new(DynamoConnLease::new(dynamo.clone(), lease_config(&table, 12), metrics.clone()).unwrap());
+    let config = ReservoirConfig {
+        target_ready: 2,
+        failure_backoff: Duration::from_millis(20),
+        max_failure_backoff: Duration::from_millis(100),
+        ..ReservoirConfig::default()
+    };
+    let reservoir = Reservoir::builder(counted(&db, &log))
+        .config(config)
+        .limiter(limiter.clone())
+        .lease_hook(hook.clone())
+        .build()
+        .unwrap();
+    // Churn: every checkout breaks its connection, so the refiller connects all the time.
+    let churn = {
+        let reservoir = reservoir.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(mut conn) = reservoir.checkout().await {
+                    conn.mark_broken();
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let connects = || log.starts.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!((limiter.mode(), hook.mode()), (Mode::Shared, Mode::Shared));
+    let shared_connects = connects();
+    assert!(shared_connects >= 10, "only {shared_connects} connects in 2 s of shared mode");
+
+    moto.stop();
+    wait_for("the fallback", Duration::from_secs(10), async || {
+        limiter.mode() == Mode::Fallback && hook.mode() == Mode::Fallback
+    })
+    .await;
+    assert!(limiter.last_error().is_some());
+    assert_eq!(metric(&metrics, "dsql_distributed_rate_limiter_fallback"), 1.0);
+    assert_eq!(metric(&metrics, "dsql_distributed_conn_lease_fallback"), 1.0);
+    let (before, from) = (connects(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = connects() - before;
+    let seconds = from.elapsed().as_secs_f64();
+    // The local share is 20/s / 4 processes = 5/s with a burst of 10 / 4 = 2.
+    let local_rate = RATE / 4.0;
+    println!("fallback: {during} connects in {seconds:.1} s (local share {local_rate}/s)");
+    assert!(during >= 3, "connects stopped during the outage ({during} in {seconds:.1} s)");
+    assert!(
+        during as f64 <= local_rate * seconds + 2.0 + 1.0,
+        "{during} connects in {seconds:.1} s: over the local share"
+    );
+
+    moto.restart().await;
+    create_named(&dynamo, &table).await; // moto keeps its tables in memory
+    wait_for("shared mode again", Duration::from_secs(15), async || {
+        limiter.mode() == Mode::Shared && hook.mode() == Mode::Shared
+    })
+    .await;
+    let (before, from) = (connects(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = connects() - before;
+    println!("shared again: {after} connects in {:.1} s", from.elapsed().as_secs_f64());
+    assert!(after as f64 > local_rate * 2.0 + 2.0, "shared mode should allow more than the local share");
+    assert_eq!(metric(&metrics, "dsql_distributed_rate_limiter_fallback"), 0.0);
+    assert!(metric(&metrics, "dsql_distributed_rate_limiter_fallbacks_total") >= 1.0);
+    churn.abort();
+    let _ = churn.await;
+    // The leases granted locally during the outage were registered: DynamoDB counts what is held.
+    let mut seen = (0, 0);
+    wait_for("the counter to match the held leases", Duration::from_secs(10), async || {
+        seen = (hook.active().await.unwrap_or(u64::MAX), hook.held() as u64);
+        seen.0 == seen.1
+    })
+    .await;
+    println!("after the outage: counter {} for {} held leases", seen.0, seen.1);
+    reservoir.close().await;
+    wait_for("every lease back", Duration::from_secs(10), async || hook.active().await.is_ok_and(|a| a == 0))
+        .await;
+}

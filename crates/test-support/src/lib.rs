@@ -4,11 +4,13 @@
 //! a service and does not get it fails with the reason and the command that provides it; nothing
 //! here skips.
 
+mod moto;
 mod temporal;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+pub use moto::{PrivateMoto, moto_server};
 pub use temporal::{TemporalDevServer, temporal_dev_server};
 
 /// How to get the services when a variable is missing.
@@ -131,11 +133,18 @@ pub fn describe(error: &tokio_postgres::Error) -> String {
 /// An AWS SDK config for the harness's moto server, with static test credentials.
 #[cfg(feature = "aws")]
 pub async fn aws_config(region: &'static str) -> aws_config::SdkConfig {
+    aws_config_at(region, &aws_endpoint()).await
+}
+
+/// An AWS SDK config for a moto server at `endpoint` (e.g. a [`PrivateMoto`]), with static test
+/// credentials.
+#[cfg(feature = "aws")]
+pub async fn aws_config_at(region: &'static str, endpoint: &str) -> aws_config::SdkConfig {
     let credentials = aws_credential_types::Credentials::from_keys("test", "test", None);
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(region))
         .credentials_provider(credentials)
-        .endpoint_url(aws_endpoint())
+        .endpoint_url(endpoint)
         .load()
         .await
 }

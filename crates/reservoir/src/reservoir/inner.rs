@@ -448,20 +448,49 @@ impl<C: Connector> Refiller<C> {
                 },
                 None => None,
             };
+            // From here on the lease is given back if this future is dropped (the reservoir
+            // closes, or the refiller is aborted) before it is handed on with the outcome.
+            let guard = LeaseGuard { hook, lease };
             match tokio::time::timeout_at(deadline, limiter.acquire()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
+                    let lease = guard.take();
                     return Err(Failure { reason: RefillFailure::RateLimit, message: e.to_string(), lease });
                 }
-                Err(_) => return Err(timed_out(lease)),
+                Err(_) => return Err(timed_out(guard.take())),
             }
             match tokio::time::timeout_at(deadline, connector.connect()).await {
-                Ok(Ok(conn)) => Ok((conn, lease)),
-                Ok(Err(e)) => {
-                    Err(Failure { reason: connector.failure_reason(&e), message: error_chain(&e), lease })
-                }
-                Err(_) => Err(timed_out(lease)),
+                Ok(Ok(conn)) => Ok((conn, guard.take())),
+                Ok(Err(e)) => Err(Failure {
+                    reason: connector.failure_reason(&e),
+                    message: error_chain(&e),
+                    lease: guard.take(),
+                }),
+                Err(_) => Err(timed_out(guard.take())),
             }
+        }
+    }
+}
+
+/// A lease taken for a connect in flight; released on its own task if the connect is dropped.
+struct LeaseGuard {
+    hook: Option<Arc<dyn LeaseHook>>,
+    lease: Option<Lease>,
+}
+
+impl LeaseGuard {
+    /// Hands the lease on (with the connection or the failure), disarming the guard.
+    fn take(mut self) -> Option<Lease> {
+        self.lease.take()
+    }
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        if let (Some(hook), Some(lease)) = (self.hook.take(), self.lease.take())
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            drop(tokio::spawn(async move { hook.release(lease).await }));
         }
     }
 }
