@@ -444,3 +444,19 @@ async fn invalid_settings_are_refused_with_the_key() {
     assert_eq!(defaults.empty_wait_timeout, Duration::from_millis(100));
     assert_eq!(defaults.failure_backoff, Duration::from_millis(250));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_connect_aborted_by_close_gives_its_lease_back() {
+    let fake = Fake::default();
+    fake.0.delay_ms.store(60_000, Ordering::SeqCst); // every connect hangs
+    let slots = Arc::new(Slots { limit: 10, held: Mutex::default(), next: AtomicUsize::new(0) });
+    let reservoir =
+        Reservoir::builder(fake.clone()).config(config(3)).lease_hook(slots.clone()).build().unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(reservoir.status().connecting, 3);
+    assert_eq!(slots.held.lock().unwrap().len(), 3, "each connect in flight holds a lease");
+    reservoir.close().await;
+    // The aborted connects give their leases back on tasks of their own.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(slots.held.lock().unwrap().is_empty(), "an aborted connect kept its lease");
+}
