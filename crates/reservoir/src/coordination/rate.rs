@@ -254,28 +254,28 @@ impl DynamoRateLimiter {
         LimitError::Denied("the distributed connect-rate limiter (no permit within max_wait)")
     }
 
-    /// Sleeps until a permit's time, then counts the grant.
-    async fn spend(&self, from: Instant, started: Instant) -> Result<(), LimitError> {
+    /// A permit: reserved, then spent at its time. The caller counts as a waiter until then,
+    /// which sizes the next claim: a caller sleeping until its permit's time usually wants another
+    /// soon after (a refiller), so the claim brings its next permit along.
+    async fn acquire_permit(&self) -> Result<(), LimitError> {
+        let _waiting = Waiting::new(&self.waiting);
+        let started = Instant::now();
+        let from = self.reserve(started + self.config.max_wait).await?;
         tokio::time::sleep_until(from).await;
         self.granted(started);
         Ok(())
     }
 
-    async fn acquire_permit(&self) -> Result<(), LimitError> {
-        let _waiting = Waiting::new(&self.waiting);
-        let started = Instant::now();
-        let deadline = started + self.config.max_wait;
+    /// Reserves one permit (a spare, a new claim, or the local share): when it may be spent.
+    async fn reserve(&self, deadline: Instant) -> Result<Instant, LimitError> {
         loop {
             if let Some(from) = self.take_spare() {
-                return self.spend(from, started).await;
+                return Ok(from);
             }
             let probing = self.mode() == Mode::Fallback;
             if !self.fallback.should_try() {
                 return match tokio::time::timeout_at(deadline, self.local.acquire()).await {
-                    Ok(_) => {
-                        self.granted(started);
-                        Ok(())
-                    }
+                    Ok(_) => Ok(Instant::now()),
                     Err(_) => Err(self.denied()),
                 };
             }
@@ -283,8 +283,7 @@ impl DynamoRateLimiter {
                 return Err(self.denied());
             };
             if let Some(from) = self.take_spare() {
-                drop(claimer);
-                return self.spend(from, started).await;
+                return Ok(from);
             }
             if !probing && self.mode() == Mode::Fallback {
                 continue; // Another waiter's claim just failed: use the local share.
@@ -301,12 +300,10 @@ impl DynamoRateLimiter {
                     });
                     let first = at.next().map(|(from, _)| from);
                     self.spares.lock().unwrap_or_else(PoisonError::into_inner).extend(at);
-                    drop(claimer);
-                    return self.spend(first.unwrap_or(now), started).await;
+                    return Ok(first.unwrap_or(now));
                 }
                 Ok(Claim::TooLate) => {
                     self.fallback.recovered();
-                    drop(claimer);
                     return Err(self.denied());
                 }
                 Ok(Claim::Contended) => Duration::from_micros(fastrand::u64(1_000..5_000)),
@@ -433,5 +430,62 @@ enum Written {
 impl ConnectLimiter for DynamoRateLimiter {
     fn acquire(&self) -> BoxFuture<'_, Result<(), LimitError>> {
         Box::pin(self.acquire_permit())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Region};
+
+    use super::*;
+
+    fn limiter(rate: f64, burst: u32, batch: u32) -> DynamoRateLimiter {
+        let client = Client::from_conf(
+            aws_sdk_dynamodb::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .build(),
+        );
+        let config =
+            RateLimiterConfig { rate, burst, batch, ..RateLimiterConfig::new("t", "e.example:5432") };
+        DynamoRateLimiter::new(client, config, Metrics::new()).unwrap()
+    }
+
+    #[test]
+    fn the_shared_burst_leaves_room_for_spares_and_caps_the_batch() {
+        // 20/s, burst 10, spares kept 100 ms: the bucket holds 10 - 2 = 8 permits.
+        let l = limiter(20.0, 10, 50);
+        assert_eq!((l.period_us, l.tau_us, l.batch), (50_000.0, 400_000.0, 8));
+        assert_eq!(l.pk, "rate#e.example");
+        let now = 1_000_000_000;
+        // A full debt: nothing before now, one permit per period after it.
+        assert_eq!(l.room(now + 400_000, now, 5), None);
+        assert_eq!(l.room(now + 400_000, now + 50_000, 5), Some(1));
+        assert_eq!(l.room(now + 400_000, now + 1_000_000, 5), Some(5));
+        // Two permits' worth taken: six fit at once.
+        assert_eq!(l.room(now + 100_000, now, 10), Some(6));
+    }
+
+    #[test]
+    fn impossible_settings_are_refused() {
+        let client = |config| {
+            let client = Client::from_conf(
+                aws_sdk_dynamodb::Config::builder()
+                    .behavior_version(BehaviorVersion::latest())
+                    .region(Region::new("us-east-1"))
+                    .build(),
+            );
+            DynamoRateLimiter::new(client, config, Metrics::new()).map(|_| ()).unwrap_err().to_string()
+        };
+        let base = RateLimiterConfig::new("t", "e");
+        let err = client(RateLimiterConfig { burst: 10, rate: 100.0, ..base.clone() });
+        assert!(err.contains("raise burst or shorten spare_ttl"), "{err}");
+        let err = client(RateLimiterConfig { table: String::new(), ..base.clone() });
+        assert!(err.contains("table must name"), "{err}");
+        let err = client(RateLimiterConfig {
+            fallback: FallbackConfig { expected_processes: 0, ..base.fallback.clone() },
+            ..base
+        });
+        assert!(err.contains("expected_processes"), "{err}");
     }
 }
