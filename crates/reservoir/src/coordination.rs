@@ -244,15 +244,15 @@ fn chain(error: &dyn std::error::Error) -> String {
 }
 
 /// DynamoDB requests made, in a metric (possibly shared) and for this component alone.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct RoundTrips {
     metric: prometheus_client::metrics::counter::Counter,
-    own: std::sync::atomic::AtomicU64,
+    own: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl RoundTrips {
     fn new(metric: prometheus_client::metrics::counter::Counter) -> Self {
-        Self { metric, own: std::sync::atomic::AtomicU64::new(0) }
+        Self { metric, own: std::sync::Arc::default() }
     }
 
     fn get(&self) -> u64 {
@@ -340,8 +340,9 @@ impl Fallback {
     fn failed(&self, error: &StoreError) {
         let mut state = self.lock();
         state.last_error = Some(error.to_string());
-        state.next_probe = Instant::now() + self.probe_interval;
+        // In fallback already, `should_try` has set the next probe when it granted this one.
         if state.mode == Mode::Shared {
+            state.next_probe = Instant::now() + self.probe_interval;
             state.mode = Mode::Fallback;
             self.gauge.inc();
             self.entered.inc();

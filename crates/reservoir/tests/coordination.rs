@@ -71,11 +71,13 @@ async fn create_named(client: &Client, name: &str) {
         .unwrap();
 }
 
+/// Quick probes; a call timeout that a loaded shared moto stays within (the outage test, on a
+/// private moto, shortens it).
 fn fallback(expected_processes: u32) -> FallbackConfig {
     FallbackConfig {
         expected_processes,
         probe_interval: Duration::from_millis(300),
-        call_timeout: Duration::from_millis(500),
+        call_timeout: Duration::from_secs(3),
     }
 }
 
@@ -221,7 +223,10 @@ async fn several_reservoirs_share_the_connect_budget_and_the_connection_cap() {
     let mut peak_active = 0;
     while started.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        peak_active = peak_active.max(hooks[0].active().await.unwrap());
+        // A read that a loaded moto answers late is skipped.
+        if let Ok(active) = hooks[0].active().await {
+            peak_active = peak_active.max(active);
+        }
     }
     let mut starts = log.starts.lock().unwrap().clone();
     let max_open = log.max_open.load(Ordering::SeqCst);
@@ -373,11 +378,13 @@ async fn connects_continue_on_the_local_share_while_dynamodb_is_down_and_share_a
     let db = fresh_database("coord_outage").await;
     let log = Arc::new(Log::default());
     let metrics = Metrics::new();
-    let limiter = Arc::new(
-        DynamoRateLimiter::new(dynamo.clone(), rate_config(&table, RATE, 10), metrics.clone()).unwrap(),
-    );
-    let hook =
-        Arc::new(DynamoConnLease::new(dynamo.clone(), lease_config(&table, 12), metrics.clone()).unwrap());
+    // A private moto is not loaded by other tests: a short call timeout shows the outage fast.
+    let mut rate = rate_config(&table, RATE, 10);
+    rate.fallback.call_timeout = Duration::from_millis(500);
+    let mut lease = lease_config(&table, 12);
+    lease.fallback.call_timeout = Duration::from_millis(500);
+    let limiter = Arc::new(DynamoRateLimiter::new(dynamo.clone(), rate, metrics.clone()).unwrap());
+    let hook = Arc::new(DynamoConnLease::new(dynamo.clone(), lease, metrics.clone()).unwrap());
     let config = ReservoirConfig {
         target_ready: 2,
         failure_backoff: Duration::from_millis(20),

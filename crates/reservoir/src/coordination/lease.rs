@@ -100,6 +100,8 @@ struct State {
     held: HashMap<String, Kind>,
     /// Shared leases whose release has not gone through yet (retried by the heartbeat).
     pending_release: HashSet<String>,
+    /// Local leases whose shared acquire failed without an answer: it may have gone through.
+    doubtful: HashSet<String>,
     registered: bool,
     next_repair: Option<Instant>,
 }
@@ -330,9 +332,22 @@ impl Inner {
         Lease::new(id)
     }
 
-    async fn acquire_lease(&self) -> Result<Lease, LimitError> {
+    async fn acquire_lease(self: &Arc<Self>) -> Result<Lease, LimitError> {
         let id = random_id();
-        if self.fallback.should_try() {
+        if self.fallback.mode() == Mode::Fallback {
+            if self.fallback.should_try() {
+                // A heartbeat on a task of its own, so no connect waits for the probe.
+                let inner = self.clone();
+                drop(tokio::spawn(async move {
+                    match inner.heartbeat().await {
+                        Ok(_) => {
+                            inner.fallback.recovered();
+                        }
+                        Err(error) => inner.fallback.failed(&error),
+                    }
+                }));
+            }
+        } else {
             match self.acquire_shared(&id, true).await {
                 Ok(true) => {
                     self.fallback.recovered();
@@ -342,12 +357,25 @@ impl Inner {
                     self.fallback.recovered();
                     return Err(self.denied());
                 }
-                Err(error) => self.fallback.failed(&error),
+                Err(error) => {
+                    self.fallback.failed(&error);
+                    // The transaction may have gone through with the answer lost: if so, the item
+                    // must not outlive this lease.
+                    self.lock().doubtful.insert(id.clone());
+                }
             }
         }
         // DynamoDB does not answer: this process's share of the limit, counting every lease it holds.
         let fits = self.lock().held.len() < self.local_cap;
-        if fits { Ok(self.hold(id, Kind::Local)) } else { Err(self.denied()) }
+        if fits {
+            return Ok(self.hold(id, Kind::Local));
+        }
+        let mut state = self.lock();
+        if state.doubtful.remove(&id) {
+            state.pending_release.insert(id);
+        }
+        drop(state);
+        Err(self.denied())
     }
 
     /// Counter up (within the limit when `limited`) and lease item in, atomically; `false` when
@@ -406,16 +434,16 @@ impl Inner {
         let kind = {
             let mut state = self.lock();
             let kind = state.held.remove(&id);
-            if kind == Some(Kind::Shared) {
+            let doubtful = state.doubtful.remove(&id);
+            if kind == Some(Kind::Shared) || doubtful {
                 state.pending_release.insert(id.clone());
             }
-            kind
+            kind.map(|kind| (kind, doubtful))
         };
-        if kind.is_none() {
-            return;
-        }
+        let Some((kind, doubtful)) = kind else { return };
         self.metrics.lease_held.dec();
-        if kind == Some(Kind::Shared) {
+        // In fallback the heartbeat gives it back once DynamoDB answers; no request meanwhile.
+        if (kind == Kind::Shared || doubtful) && self.fallback.mode() == Mode::Shared {
             self.release_pending(&id).await;
         }
     }
@@ -528,12 +556,16 @@ impl Inner {
         for (id, _) in ids {
             // `false`: the item still exists, so it is counted already.
             let added = self.acquire_shared(&id, false).await?;
-            let still_held = match self.lock().held.get_mut(&id) {
-                Some(kind) => {
-                    *kind = Kind::Shared;
-                    true
+            let still_held = {
+                let mut state = self.lock();
+                state.doubtful.remove(&id);
+                match state.held.get_mut(&id) {
+                    Some(kind) => {
+                        *kind = Kind::Shared;
+                        true
+                    }
+                    None => false,
                 }
-                None => false,
             };
             if added && !still_held {
                 // Released while it was being registered: give it back again.

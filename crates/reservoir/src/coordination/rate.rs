@@ -1,7 +1,7 @@
 //! The distributed connect-rate limiter: one GCRA bucket item per endpoint, claimed in batches.
 
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -151,7 +151,7 @@ pub struct DynamoRateLimiter {
     spares: Mutex<Spares>,
     claimer: tokio::sync::Mutex<Claimer>,
     local: TokenBucket,
-    fallback: Fallback,
+    fallback: Arc<Fallback>,
     round_trips: RoundTrips,
     metrics: Metrics,
 }
@@ -197,11 +197,11 @@ impl DynamoRateLimiter {
             spares: Mutex::new(Spares::new()),
             claimer: tokio::sync::Mutex::new(Claimer { seen_tat_us: None }),
             local,
-            fallback: Fallback::new(
+            fallback: Arc::new(Fallback::new(
                 config.fallback.probe_interval,
                 metrics.rate_fallback.clone(),
                 metrics.rate_fallbacks.clone(),
-            ),
+            )),
             round_trips: RoundTrips::new(metrics.rate_round_trips.clone()),
             metrics,
             config,
@@ -272,8 +272,10 @@ impl DynamoRateLimiter {
             if let Some(from) = self.take_spare() {
                 return Ok(from);
             }
-            let probing = self.mode() == Mode::Fallback;
-            if !self.fallback.should_try() {
+            if self.mode() == Mode::Fallback {
+                if self.fallback.should_try() {
+                    self.probe();
+                }
                 return match tokio::time::timeout_at(deadline, self.local.acquire()).await {
                     Ok(_) => Ok(Instant::now()),
                     Err(_) => Err(self.denied()),
@@ -285,7 +287,7 @@ impl DynamoRateLimiter {
             if let Some(from) = self.take_spare() {
                 return Ok(from);
             }
-            if !probing && self.mode() == Mode::Fallback {
+            if self.mode() == Mode::Fallback {
                 continue; // Another waiter's claim just failed: use the local share.
             }
             let want =
@@ -319,6 +321,23 @@ impl DynamoRateLimiter {
             }
             tokio::time::sleep_until(wake).await;
         }
+    }
+
+    /// Asks DynamoDB (a read of the bucket) on a task of its own, so no connect waits for it;
+    /// shared mode resumes when it answers.
+    fn probe(&self) {
+        let request = self.client.get_item().table_name(&self.config.table).key("pk", s(&self.pk));
+        let (fallback, trips, timeout) =
+            (self.fallback.clone(), self.round_trips.clone(), self.config.fallback.call_timeout);
+        drop(tokio::spawn(async move {
+            match call("GetItem", timeout, &trips, request.send()).await {
+                Ok(Ok(_)) => {
+                    fallback.recovered();
+                }
+                Ok(Err(error)) => fallback.failed(&request_error("GetItem", &error)),
+                Err(error) => fallback.failed(&error),
+            }
+        }));
     }
 
     /// Reserves up to `want` permits from the shared bucket, none later than `deadline`.
