@@ -463,3 +463,81 @@ async fn connects_continue_on_the_local_share_while_dynamodb_is_down_and_share_a
     wait_for("every lease back", Duration::from_secs(10), async || hook.active().await.is_ok_and(|a| a == 0))
         .await;
 }
+
+/// A stand-in for a throttling DynamoDB (moto never throttles): every request is answered with
+/// `ThrottlingException`. Returns its endpoint.
+async fn throttling_dynamodb() -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0_u8; 4096];
+                loop {
+                    // One request: headers, then Content-Length bytes of body.
+                    let head_end = loop {
+                        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break at + 4;
+                        }
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buffer.len() < head_end + length {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buffer.drain(..head_end + length);
+                    let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#;
+                    let response = format!(
+                        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.0\r\n\
+                         x-amzn-ErrorType: ThrottlingException\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if stream.write_all(response.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    endpoint
+}
+
+#[tokio::test]
+async fn a_throttling_dynamodb_means_the_local_share_not_refused_connects() {
+    let dynamo = client(&throttling_dynamodb().await).await;
+    let metrics = Metrics::new();
+    let limiter =
+        DynamoRateLimiter::new(dynamo.clone(), rate_config("throttled", 20.0, 10), metrics.clone()).unwrap();
+    let hook = DynamoConnLease::new(dynamo, lease_config("throttled", 8), metrics.clone()).unwrap();
+    // Every connect still gets its permit and its lease, from the local share (8 / 4 = 2 leases).
+    let started = Instant::now();
+    for _ in 0..6 {
+        limiter.acquire().await.unwrap();
+    }
+    let leases = [hook.acquire().await.unwrap(), hook.acquire().await.unwrap()];
+    assert!(matches!(hook.acquire().await, Err(LimitError::Denied(_))), "the local cap is 2");
+    println!("6 permits and 2 leases in {:?} against a throttling DynamoDB", started.elapsed());
+    assert_eq!((limiter.mode(), hook.mode()), (Mode::Fallback, Mode::Fallback));
+    let error = limiter.last_error().unwrap();
+    assert!(error.contains("Throttling"), "{error}");
+    assert_eq!(metric(&metrics, "dsql_distributed_rate_limiter_fallback"), 1.0);
+    assert_eq!(metric(&metrics, "dsql_distributed_conn_lease_fallback"), 1.0);
+    assert_eq!(metric(&metrics, "dsql_distributed_conn_lease_held"), 2.0);
+    for lease in leases {
+        hook.release(lease).await;
+    }
+    assert_eq!(hook.held(), 0);
+}
