@@ -61,14 +61,19 @@
 //! # How the limiter works
 //!
 //! The bucket is kept as GCRA (a token bucket written as one timestamp, the theoretical arrival
-//! time `tat`): taking `n` permits moves `tat` by `n / rate`, allowed while `tat` stays within
-//! `burst / rate` of now. When the bucket is in use (`tat` ahead of now) a claim is a single
-//! conditional `ADD`, which concurrent processes can apply without reading first or conflicting;
-//! an idle bucket is reset to now with a conditional `SET`. A claim takes up to `batch` permits in
-//! one round trip; the process spends the spares locally and forfeits them after `spare_ttl`. A
-//! spare can be spent up to `spare_ttl` after it was claimed, so the shared bucket's burst is
+//! time `tat`): taking `n` permits moves `tat` on by `n / rate`; the last of them may be spent once
+//! `tat` is within `burst / rate` of now. A claim *reserves*: while the bucket is in use (`tat`
+//! ahead of now) it is one conditional `ADD` that succeeds whenever the permits fall due within
+//! the caller's remaining `max_wait`, so concurrent processes never lose races to each other and
+//! nobody reads first; an idle bucket is reset to now with a conditional `SET`. The caller then
+//! sleeps until its permit is due (dropping the future forfeits it, which errs on the safe side).
+//! One claim is in flight per process at a time and asks for as many permits as the process has
+//! waiters (up to `batch`), so under load one round trip serves several connects; the other
+//! waiters take the spares, each usable from its due time for `spare_ttl`. Because a spare can be
+//! spent up to `spare_ttl` after it falls due, the shared bucket's burst is
 //! `burst - rate × spare_ttl`: in any one-second window at most `rate + burst` connects start
-//! cluster-wide (clock skew of δ between processes adds at most `rate × δ`).
+//! cluster-wide. Clock skew of δ between processes adds at most `rate × δ`; while some processes
+//! are on their fallback share, that share comes on top.
 //!
 //! # How the lease works
 //!
@@ -82,7 +87,22 @@
 //! the live leases, correcting `active` under an optimistic check on `version`: a crashed holder's
 //! slots come back within `holder_ttl + repair_interval`, with no manual reset. A release that
 //! fails is retried by the heartbeat; a holder whose leases were reclaimed while it was cut off
-//! registers them again when it reaches DynamoDB.
+//! registers them again when it reaches DynamoDB. A repair pass scans the table (filtered on the
+//! endpoint's prefix): with 10,000 leases that is about 1.5 MB, a few hundred read units, once per
+//! `repair_interval` for the whole cluster. A lease item's `ttl_epoch` is its creation plus
+//! `ttl_grace` (default a day, well past DSQL's 60-minute connection limit), so DynamoDB's TTL never
+//! removes the item of a live connection.
+//!
+//! # While DynamoDB is down
+//!
+//! A request that fails for another reason than a condition (unreachable, throttled after the
+//! SDK's retries, slower than `call_timeout`, no such table) switches the component to
+//! [`Mode::Fallback`]: permits come from a local token bucket of `rate / expected_processes`
+//! (burst `burst / expected_processes`), and leases from a local cap of
+//! `limit / expected_processes` counting every lease the process holds. Once per `probe_interval`
+//! a probe (a read, on a task of its own: no connect waits for it) checks DynamoDB; the lease's
+//! heartbeat probes too. When one answers, the component shares again: leases granted locally are
+//! registered in the counter and releases that could not be sent are sent.
 
 mod lease;
 mod rate;
