@@ -44,10 +44,13 @@ fn main() {
         let dynamo = client().await;
         println!("== 1. added connect latency and DynamoDB round trips per connection ({CONNECTS} connects)");
         for tasks in [1, 8] {
-            let local = per_connect(&db, tasks, None).await;
-            println!("  local bucket,            {tasks} task(s): {local}");
+            let local = per_connect(&db, tasks, None, false).await;
+            println!("  local bucket,             {tasks} task(s): {local}");
             let table = create_table(&dynamo).await;
-            let coordinated = per_connect(&db, tasks, Some((&dynamo, &table))).await;
+            let limiter = per_connect(&db, tasks, Some((&dynamo, &table)), false).await;
+            println!("  DynamoDB limiter,         {tasks} task(s): {limiter}");
+            let table = create_table(&dynamo).await;
+            let coordinated = per_connect(&db, tasks, Some((&dynamo, &table)), true).await;
             println!("  DynamoDB limiter + lease, {tasks} task(s): {coordinated}");
         }
         println!("== 2. reservoir warm-up of 100 connections, budget 100/s burst 1000");
@@ -106,21 +109,29 @@ fn percentiles(samples: &mut [f64]) -> (f64, f64) {
 
 /// Connects one after another (per task): lease + limiter, then a real PostgreSQL connect, then
 /// close and give the lease back. A budget far above what is used, so no permit waits.
-async fn per_connect(db: &tokio_postgres::Config, tasks: usize, dynamo: Option<(&Client, &str)>) -> String {
+async fn per_connect(
+    db: &tokio_postgres::Config,
+    tasks: usize,
+    dynamo: Option<(&Client, &str)>,
+    with_lease: bool,
+) -> String {
     let coordinated = dynamo.map(|(client, table)| {
         let config =
             RateLimiterConfig { rate: 100_000.0, burst: 100_000, ..RateLimiterConfig::new(table, ENDPOINT) };
         let limiter = DynamoRateLimiter::new(client.clone(), config, Metrics::new()).expect("a limiter");
-        let lease =
-            DynamoConnLease::new(client.clone(), ConnLeaseConfig::new(table, ENDPOINT), Metrics::new())
-                .expect("a lease hook");
-        (Arc::new(limiter), Arc::new(lease))
+        let lease = with_lease.then(|| {
+            Arc::new(
+                DynamoConnLease::new(client.clone(), ConnLeaseConfig::new(table, ENDPOINT), Metrics::new())
+                    .expect("a lease hook"),
+            )
+        });
+        (Arc::new(limiter), lease)
     });
     let limiter: Arc<dyn ConnectLimiter> = match &coordinated {
         Some((limiter, _)) => limiter.clone(),
         None => Arc::new(TokenBucket::new(100_000.0, 100_000)),
     };
-    let hook = coordinated.as_ref().map(|(_, hook)| hook.clone());
+    let hook = coordinated.as_ref().and_then(|(_, hook)| hook.clone());
     let connector = Arc::new(connector(db));
     let started = Instant::now();
     let mut workers = Vec::new();
@@ -159,13 +170,18 @@ async fn per_connect(db: &tokio_postgres::Config, tasks: usize, dynamo: Option<(
     let (t50, t99) = percentiles(&mut total);
     let trips = match &coordinated {
         Some((limiter, hook)) => {
-            let line = format!(
-                "\n      round trips per connect: limiter {:.2}, lease {:.2} (acquire + release; heartbeats included)",
-                limiter.round_trips() as f64 / added.len() as f64,
-                hook.round_trips() as f64 / added.len() as f64
-            );
-            hook.shutdown().await;
-            line
+            let lease = match hook {
+                Some(hook) => {
+                    let per = hook.round_trips() as f64 / added.len() as f64;
+                    hook.shutdown().await;
+                    format!(", lease {per:.2} (acquire + release; heartbeats included)")
+                }
+                None => String::new(),
+            };
+            format!(
+                "\n      round trips per connect: limiter {:.2}{lease}",
+                limiter.round_trips() as f64 / added.len() as f64
+            )
         }
         None => String::new(),
     };

@@ -87,7 +87,9 @@
 //! the live leases, correcting `active` under an optimistic check on `version`: a crashed holder's
 //! slots come back within `holder_ttl + repair_interval`, with no manual reset. A release that
 //! fails is retried by the heartbeat; a holder whose leases were reclaimed while it was cut off
-//! registers them again when it reaches DynamoDB. A repair pass scans the table (filtered on the
+//! registers them again when it reaches DynamoDB. The counter is a hot item: a transaction that
+//! DynamoDB cancels for `TransactionConflict` (another one was changing it) is tried again after a
+//! short jittered pause; contention never counts as an outage. A repair pass scans the table (filtered on the
 //! endpoint's prefix): with 10,000 leases that is about 1.5 MB, a few hundred read units, once per
 //! `repair_interval` for the whole cluster. A lease item's `ttl_epoch` is its creation plus
 //! `ttl_grace` (default a day, well past DSQL's 60-minute connection limit), so DynamoDB's TTL never
@@ -145,6 +147,13 @@ pub enum StoreError {
         operation: &'static str,
         /// The call timeout.
         timeout: Duration,
+    },
+    /// Another transaction was changing the same item (DynamoDB's `TransactionConflict`) on
+    /// every attempt: contention, not an outage, so no fallback.
+    #[error("dynamodb {operation} kept conflicting with other transactions on the same item; try again")]
+    Conflict {
+        /// The operation.
+        operation: &'static str,
     },
     /// The SDK returned an error.
     #[error("dynamodb {operation} failed: {message}")]
@@ -292,7 +301,13 @@ async fn call<T, E>(
     tokio::time::timeout(timeout, request).await.map_err(|_| StoreError::Timeout { operation, timeout })
 }
 
-fn request_error<E: std::error::Error>(operation: &'static str, error: &E) -> StoreError {
+fn request_error<E>(operation: &'static str, error: &E) -> StoreError
+where
+    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    if error.code() == Some("TransactionConflictException") {
+        return StoreError::Conflict { operation };
+    }
     StoreError::Request { operation, message: chain(error) }
 }
 
@@ -356,8 +371,12 @@ impl Fallback {
         }
     }
 
-    /// A request failed: fall back (or stay in fallback until the next probe).
+    /// A request failed: fall back (or stay in fallback until the next probe). Contention
+    /// (`StoreError::Conflict`) is no outage and changes nothing.
     fn failed(&self, error: &StoreError) {
+        if matches!(error, StoreError::Conflict { .. }) {
+            return;
+        }
         let mut state = self.lock();
         state.last_error = Some(error.to_string());
         // In fallback already, `should_try` has set the next probe when it granted this one.

@@ -284,17 +284,32 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Whether a cancelled transaction failed on the condition of action `index`.
-fn condition_failed(error: &TransactWriteItemsError, index: usize) -> bool {
-    match error {
-        TransactWriteItemsError::TransactionCanceledException(e) => e
-            .cancellation_reasons()
-            .get(index)
-            .and_then(|r| r.code())
-            .is_some_and(|code| code == "ConditionalCheckFailed"),
-        _ => false,
+/// Why a transaction was cancelled, from its per-action reasons.
+#[derive(Debug, PartialEq, Eq)]
+enum Cancelled {
+    /// These actions' conditions failed.
+    Conditions(Vec<bool>),
+    /// Another transaction was changing one of the items: try again.
+    Conflict,
+    /// Anything else (an outage, throttling, validation).
+    Other,
+}
+
+fn cancelled(error: &TransactWriteItemsError, actions: usize) -> Cancelled {
+    let TransactWriteItemsError::TransactionCanceledException(e) = error else { return Cancelled::Other };
+    let code = |i: usize| e.cancellation_reasons().get(i).and_then(|r| r.code());
+    let failed: Vec<bool> = (0..actions).map(|i| code(i) == Some("ConditionalCheckFailed")).collect();
+    if failed.iter().any(|f| *f) {
+        Cancelled::Conditions(failed)
+    } else if (0..actions).any(|i| code(i) == Some("TransactionConflict")) {
+        Cancelled::Conflict
+    } else {
+        Cancelled::Other
     }
 }
+
+/// Attempts of a transaction that conflicts with others on the same item (the counter is hot).
+const CONFLICT_ATTEMPTS: u32 = 6;
 
 fn built<T, E: std::error::Error>(result: Result<T, E>) -> Result<T, StoreError> {
     result.map_err(|e| StoreError::Request { operation: "TransactWriteItems", message: chain(&e) })
@@ -357,6 +372,10 @@ impl Inner {
                     self.fallback.recovered();
                     return Err(self.denied());
                 }
+                Err(error @ StoreError::Conflict { .. }) => {
+                    // Contention, not an outage: the refiller backs off and tries again.
+                    return Err(LimitError::Failed(Box::new(error)));
+                }
                 Err(error) => {
                     self.fallback.failed(&error);
                     // The transaction may have gone through with the answer lost: if so, the item
@@ -413,20 +432,24 @@ impl Inner {
         Ok(matches!(self.transact(items).await?, Outcome::Done))
     }
 
+    /// Runs a transaction; one that conflicts with another on the same item is tried again after
+    /// a jittered pause (10 ms doubling), up to `CONFLICT_ATTEMPTS` times.
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Outcome, StoreError> {
         let count = items.len();
-        let request = self.client.transact_write_items().set_transact_items(Some(items));
-        match call("TransactWriteItems", self.timeout(), &self.round_trips, request.send()).await? {
-            Ok(_) => Ok(Outcome::Done),
-            Err(error) => match error.as_service_error() {
-                Some(e @ TransactWriteItemsError::TransactionCanceledException(_))
-                    if (0..count).any(|i| condition_failed(e, i)) =>
-                {
-                    Ok(Outcome::Refused((0..count).map(|i| condition_failed(e, i)).collect()))
+        for attempt in 0..CONFLICT_ATTEMPTS {
+            let request = self.client.transact_write_items().set_transact_items(Some(items.clone()));
+            let sent = call("TransactWriteItems", self.timeout(), &self.round_trips, request.send()).await?;
+            let Err(error) = sent else { return Ok(Outcome::Done) };
+            match error.as_service_error().map(|e| cancelled(e, count)) {
+                Some(Cancelled::Conditions(failed)) => return Ok(Outcome::Refused(failed)),
+                Some(Cancelled::Conflict) => {
+                    let pause = 10_000_u64 << attempt;
+                    tokio::time::sleep(Duration::from_micros(pause / 2 + fastrand::u64(..pause))).await;
                 }
-                _ => Err(request_error("TransactWriteItems", &error)),
-            },
+                _ => return Err(request_error("TransactWriteItems", &error)),
+            }
         }
+        Err(StoreError::Conflict { operation: "TransactWriteItems" })
     }
 
     async fn release_lease(&self, lease: Lease) {
@@ -762,5 +785,45 @@ async fn background(inner: Weak<Inner>) {
             }
             Err(error) => inner.fallback.failed(&error),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::types::CancellationReason;
+    use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+
+    use super::*;
+
+    fn cancelled_with(codes: &[&str]) -> TransactWriteItemsError {
+        let mut e = TransactionCanceledException::builder();
+        for code in codes {
+            e = e.cancellation_reasons(CancellationReason::builder().code(*code).build());
+        }
+        TransactWriteItemsError::TransactionCanceledException(e.build())
+    }
+
+    #[test]
+    fn cancellations_are_told_apart() {
+        assert_eq!(
+            cancelled(&cancelled_with(&["ConditionalCheckFailed", "None"]), 2),
+            Cancelled::Conditions(vec![true, false])
+        );
+        assert_eq!(cancelled(&cancelled_with(&["None", "TransactionConflict"]), 2), Cancelled::Conflict);
+        assert_eq!(cancelled(&cancelled_with(&["ThrottlingError", "None"]), 2), Cancelled::Other);
+        // A failed condition decides, whatever else happened.
+        assert_eq!(
+            cancelled(&cancelled_with(&["TransactionConflict", "ConditionalCheckFailed"]), 2),
+            Cancelled::Conditions(vec![false, true])
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn contention_is_no_outage() {
+        let fallback = Fallback::new(Duration::from_secs(1), Default::default(), Default::default());
+        fallback.failed(&StoreError::Conflict { operation: "TransactWriteItems" });
+        assert_eq!(fallback.mode(), Mode::Shared);
+        fallback.failed(&StoreError::Request { operation: "GetItem", message: "throttled".into() });
+        assert_eq!(fallback.mode(), Mode::Fallback);
     }
 }
