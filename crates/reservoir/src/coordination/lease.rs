@@ -138,6 +138,8 @@ impl fmt::Debug for DynamoConnLease {
         f.debug_struct("DynamoConnLease")
             .field("holder", &self.inner.holder_pk)
             .field("held", &self.held())
+            .field("pending_release", &self.inner.lock().pending_release.len())
+            .field("doubtful", &self.inner.lock().doubtful.len())
             .field("mode", &self.mode())
             .finish_non_exhaustive()
     }
@@ -577,8 +579,11 @@ impl Inner {
             .map(|(id, kind)| (id.clone(), *kind))
             .collect();
         for (id, _) in ids {
-            // `false`: the item still exists, so it is counted already.
-            let added = self.acquire_shared(&id, false).await?;
+            // The attempt may go through without an answer: until one comes, a release of this
+            // lease must also remove its item.
+            self.lock().doubtful.insert(id.clone());
+            // `false`: the item exists already, so it is counted already.
+            self.acquire_shared(&id, false).await?;
             let still_held = {
                 let mut state = self.lock();
                 state.doubtful.remove(&id);
@@ -587,12 +592,15 @@ impl Inner {
                         *kind = Kind::Shared;
                         true
                     }
-                    None => false,
+                    None => {
+                        // Released while it was being registered: its item goes too.
+                        state.pending_release.insert(id.clone());
+                        false
+                    }
                 }
             };
-            if added && !still_held {
-                // Released while it was being registered: give it back again.
-                self.release_shared(&id, &self.holder).await?;
+            if !still_held {
+                self.release_pending(&id).await;
             }
         }
         Ok(())
@@ -712,7 +720,9 @@ impl Inner {
         let mut reclaimed = 0_i64;
         let mut exact = true;
         for (id, holder, created) in leases {
-            let holder_alive = holders.get(&holder).is_some_and(|expires| *expires >= now);
+            // This process knows it is alive, however late its own heartbeat.
+            let holder_alive =
+                holder == self.holder || holders.get(&holder).is_some_and(|expires| *expires >= now);
             if holder_alive || created > young {
                 live += 1;
                 continue;

@@ -199,10 +199,12 @@ impl<C: Connector> Shared<C> {
             _ => &self.stats.discarded_lifetime,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        if let (Some(lease), Some(hook)) = (idle.lease, &self.lease_hook) {
+        // The connection goes first, then its slot: the cap is never exceeded, even for a moment.
+        let Idle { conn, lease, .. } = idle;
+        drop(conn);
+        if let (Some(lease), Some(hook)) = (lease, &self.lease_hook) {
             self.release(hook.clone(), lease);
         }
-        drop(idle.conn);
     }
 
     fn release(&self, hook: Arc<dyn LeaseHook>, lease: Lease) {
@@ -327,14 +329,16 @@ impl<C: Connector> Drop for Shared<C> {
     }
 }
 
-/// A connect's outcome: the connection and its lease, or why it failed.
-type Opened<T> = Result<(T, Option<Lease>), Failure>;
+/// A connect's outcome: the connection and its lease, or why it failed. The lease stays guarded
+/// until the refiller takes it, so an outcome dropped unread (the refiller aborted by a close)
+/// still gives it back.
+type Opened<T> = Result<(T, LeaseGuard), Failure>;
 
 /// A connect that failed, with the lease it may hold.
 struct Failure {
     reason: RefillFailure,
     message: String,
-    lease: Option<Lease>,
+    lease: LeaseGuard,
 }
 
 /// The background task: opens connections up to the target and scans for expiry. Holds only a
@@ -388,10 +392,11 @@ impl<C: Connector> Refiller<C> {
                     let outcome = done.unwrap_or_else(|join| Err(Failure {
                         reason: RefillFailure::ConnectionOpen,
                         message: format!("the connect task failed: {join}"),
-                        lease: None,
+                        lease: LeaseGuard::empty(),
                     }));
                     match outcome {
-                        Ok((conn, lease)) => {
+                        Ok((conn, mut guard)) => {
+                            let lease = guard.take();
                             backoff = Duration::ZERO;
                             *lock(&shared.last_error) = None;
                             shared.stats.refills.fetch_add(1, Ordering::Relaxed);
@@ -399,11 +404,11 @@ impl<C: Connector> Refiller<C> {
                             let lifetime = self.config.base_lifetime + self.config.lifetime_jitter.mul_f64(fastrand::f64());
                             shared.put(Idle { conn, created: Instant::now(), lifetime, lease }, true);
                         }
-                        Err(failure) => {
+                        Err(mut failure) => {
                             shared.stats.refill_failures.fetch_add(1, Ordering::Relaxed);
                             shared.metrics.refill_failure(failure.reason);
                             *lock(&shared.last_error) = Some(failure.message);
-                            if let (Some(lease), Some(hook)) = (failure.lease, &self.lease_hook) {
+                            if let (Some(lease), Some(hook)) = (failure.lease.take(), &self.lease_hook) {
                                 shared.release(hook.clone(), lease);
                             }
                             backoff = if backoff.is_zero() {
@@ -420,9 +425,7 @@ impl<C: Connector> Refiller<C> {
     }
 
     /// Lease, then rate limit, then connect, all within the connect timeout.
-    fn open_one(
-        &self,
-    ) -> impl Future<Output = Result<(C::Connection, Option<Lease>), Failure>> + Send + 'static {
+    fn open_one(&self) -> impl Future<Output = Opened<C::Connection>> + Send + 'static {
         let connector = self.connector.clone();
         let limiter = self.limiter.clone();
         let hook = self.lease_hook.clone();
@@ -441,10 +444,10 @@ impl<C: Connector> Refiller<C> {
                         return Err(Failure {
                             reason: RefillFailure::LeaseAcquire,
                             message: e.to_string(),
-                            lease: None,
+                            lease: LeaseGuard::empty(),
                         });
                     }
-                    Err(_) => return Err(timed_out(None)),
+                    Err(_) => return Err(timed_out(LeaseGuard::empty())),
                 },
                 None => None,
             };
@@ -454,33 +457,41 @@ impl<C: Connector> Refiller<C> {
             match tokio::time::timeout_at(deadline, limiter.acquire()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    let lease = guard.take();
-                    return Err(Failure { reason: RefillFailure::RateLimit, message: e.to_string(), lease });
+                    return Err(Failure {
+                        reason: RefillFailure::RateLimit,
+                        message: e.to_string(),
+                        lease: guard,
+                    });
                 }
-                Err(_) => return Err(timed_out(guard.take())),
+                Err(_) => return Err(timed_out(guard)),
             }
             match tokio::time::timeout_at(deadline, connector.connect()).await {
-                Ok(Ok(conn)) => Ok((conn, guard.take())),
+                Ok(Ok(conn)) => Ok((conn, guard)),
                 Ok(Err(e)) => Err(Failure {
                     reason: connector.failure_reason(&e),
                     message: error_chain(&e),
-                    lease: guard.take(),
+                    lease: guard,
                 }),
-                Err(_) => Err(timed_out(guard.take())),
+                Err(_) => Err(timed_out(guard)),
             }
         }
     }
 }
 
-/// A lease taken for a connect in flight; released on its own task if the connect is dropped.
+/// A lease taken for a connect; released on its own task if it is dropped before the refiller
+/// takes it (the connect aborted, or its outcome dropped unread).
 struct LeaseGuard {
     hook: Option<Arc<dyn LeaseHook>>,
     lease: Option<Lease>,
 }
 
 impl LeaseGuard {
-    /// Hands the lease on (with the connection or the failure), disarming the guard.
-    fn take(mut self) -> Option<Lease> {
+    fn empty() -> Self {
+        Self { hook: None, lease: None }
+    }
+
+    /// Hands the lease on, disarming the guard.
+    fn take(&mut self) -> Option<Lease> {
         self.lease.take()
     }
 }
