@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -127,6 +128,8 @@ struct Inner {
     holder: String,
     holder_pk: String,
     local_cap: usize,
+    /// The last shared acquire was refused at the limit.
+    at_cap: AtomicBool,
     state: Mutex<State>,
     fallback: Fallback,
     round_trips: RoundTrips,
@@ -167,6 +170,7 @@ impl DynamoConnLease {
             prefix,
             holder,
             local_cap: usize::try_from((config.limit / processes).max(1)).unwrap_or(usize::MAX),
+            at_cap: AtomicBool::new(false),
             state: Mutex::new(State::default()),
             fallback: Fallback::new(
                 config.fallback.probe_interval,
@@ -364,29 +368,52 @@ impl Inner {
                     }
                 }));
             }
-        } else {
-            match self.acquire_shared(&id, true).await {
-                Ok(true) => {
-                    self.fallback.recovered();
-                    return Ok(self.hold(id, Kind::Shared));
-                }
-                Ok(false) => {
-                    self.fallback.recovered();
-                    return Err(self.denied());
-                }
-                Err(error @ StoreError::Conflict { .. }) => {
-                    // Contention, not an outage: the refiller backs off and tries again.
-                    return Err(LimitError::Failed(Box::new(error)));
-                }
-                Err(error) => {
-                    self.fallback.failed(&error);
-                    // The transaction may have gone through with the answer lost: if so, the item
-                    // must not outlive this lease.
-                    self.lock().doubtful.insert(id.clone());
-                }
+            return self.acquire_local(id);
+        }
+        match self.try_shared(&id).await {
+            Ok(true) => {
+                self.fallback.recovered();
+                Ok(self.hold(id, Kind::Shared))
+            }
+            Ok(false) => {
+                self.fallback.recovered();
+                Err(self.denied())
+            }
+            // Contention, not an outage: the refiller backs off and tries again.
+            Err(error @ StoreError::Conflict { .. }) => Err(LimitError::Failed(Box::new(error))),
+            Err(error) => {
+                self.fallback.failed(&error);
+                self.acquire_local(id)
             }
         }
-        // DynamoDB does not answer: this process's share of the limit, counting every lease it holds.
+    }
+
+    /// A shared lease within the limit; `false` at the limit.
+    async fn try_shared(&self, id: &str) -> Result<bool, StoreError> {
+        // At the cap, a read tells whether a slot came free: a refused transaction costs its
+        // writes all the same.
+        if self.at_cap.load(Ordering::Relaxed) {
+            let (active, _) = self.read_counter().await?;
+            if active >= i64::from(self.config.limit) {
+                return Ok(false);
+            }
+        }
+        let acquired = self.acquire_shared(id, true).await;
+        match acquired {
+            Ok(got) => self.at_cap.store(!got, Ordering::Relaxed),
+            // The transaction may have gone through with the answer lost: if so, the item must
+            // not outlive this lease.
+            Err(StoreError::Conflict { .. }) => {}
+            Err(_) => {
+                self.lock().doubtful.insert(id.to_owned());
+            }
+        }
+        acquired
+    }
+
+    /// This process's share of the limit while DynamoDB does not answer, counting every lease
+    /// it holds.
+    fn acquire_local(&self, id: String) -> Result<Lease, LimitError> {
         let fits = self.lock().held.len() < self.local_cap;
         if fits {
             return Ok(self.hold(id, Kind::Local));
@@ -582,8 +609,11 @@ impl Inner {
             // The attempt may go through without an answer: until one comes, a release of this
             // lease must also remove its item.
             self.lock().doubtful.insert(id.clone());
-            // `false`: the item exists already, so it is counted already.
-            self.acquire_shared(&id, false).await?;
+            // A refused transaction costs twice the writes of a read: look first.
+            if !self.lease_exists(&id).await? {
+                // `false`: the item appeared meanwhile, so it is counted already.
+                self.acquire_shared(&id, false).await?;
+            }
             let still_held = {
                 let mut state = self.lock();
                 state.doubtful.remove(&id);
@@ -633,6 +663,19 @@ impl Inner {
             }
         }
         Ok(())
+    }
+
+    async fn lease_exists(&self, id: &str) -> Result<bool, StoreError> {
+        let request = self
+            .client
+            .get_item()
+            .table_name(&self.config.table)
+            .key("pk", s(self.lease_pk(id)))
+            .consistent_read(true);
+        match call("GetItem", self.timeout(), &self.round_trips, request.send()).await? {
+            Ok(output) => Ok(output.item().is_some()),
+            Err(error) => Err(request_error("GetItem", &error)),
+        }
     }
 
     async fn read_counter(&self) -> Result<(i64, Option<i64>), StoreError> {
@@ -698,7 +741,15 @@ impl Inner {
         }
     }
 
-    /// Reclaims the leases of vanished holders and corrects the counter to the live leases.
+    /// Whether a lease of this process is unknown to it (not held, not being given back or
+    /// registered).
+    fn is_orphan(&self, id: &str) -> bool {
+        let state = self.lock();
+        !state.held.contains_key(id) && !state.pending_release.contains(id) && !state.doubtful.contains(id)
+    }
+
+    /// Reclaims the leases of vanished holders (and orphans of this process) and corrects the
+    /// counter to the live leases.
     async fn repair(&self) -> Result<(), StoreError> {
         let (active, version) = self.read_counter().await?;
         let items = self.scan().await?;
@@ -719,10 +770,22 @@ impl Inner {
         let mut live = 0_i64;
         let mut reclaimed = 0_i64;
         let mut exact = true;
+        // An item of this process older than any request in flight, for a lease it neither holds
+        // nor is giving back, is an orphan (a bug, or a store that lost a write): it goes too.
+        let settled = now - 2 * i64::try_from(self.timeout().as_millis()).unwrap_or(i64::MAX / 4);
         for (id, holder, created) in leases {
+            let own = holder == self.holder;
+            if own && created < settled && self.is_orphan(&id) {
+                if self.release_shared(&id, &holder).await? {
+                    reclaimed += 1;
+                    self.metrics.lease_repairs.inc();
+                } else {
+                    exact = false;
+                }
+                continue;
+            }
             // This process knows it is alive, however late its own heartbeat.
-            let holder_alive =
-                holder == self.holder || holders.get(&holder).is_some_and(|expires| *expires >= now);
+            let holder_alive = own || holders.get(&holder).is_some_and(|expires| *expires >= now);
             if holder_alive || created > young {
                 live += 1;
                 continue;
