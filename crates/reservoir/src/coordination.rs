@@ -31,8 +31,9 @@
 //!
 //! Transactions are authorised by the actions inside them (AWS: "TransactWriteItems" needs the
 //! `PutItem`/`UpdateItem`/`DeleteItem`/`ConditionCheckItem` permissions of its actions; there is
-//! no `dynamodb:TransactWriteItems` action). The limiter uses `UpdateItem` only; the lease uses the
-//! rest (`Scan` for the repair pass, which lists the endpoint's items):
+//! no `dynamodb:TransactWriteItems` action). The limiter uses `UpdateItem` (claims) and `GetItem`
+//! (probes while on its fallback share); the lease uses all of them (`Scan` for the repair pass,
+//! which lists the endpoint's items):
 //!
 //! ```json
 //! {
@@ -89,7 +90,11 @@
 //! fails is retried by the heartbeat; a holder whose leases were reclaimed while it was cut off
 //! registers them again when it reaches DynamoDB. The counter is a hot item: a transaction that
 //! DynamoDB cancels for `TransactionConflict` (another one was changing it) is tried again after a
-//! short jittered pause; contention never counts as an outage. A repair pass scans the table (filtered on the
+//! short jittered pause; contention never counts as an outage. Once an acquire was refused at the
+//! limit, the next ones read the counter first and send a transaction only when a slot came free
+//! (a refused transaction costs its writes all the same). The repair pass also removes items of
+//! its own process that the process no longer knows (held, being released or being registered),
+//! so even a lost write cannot leave a slot taken for good. A repair pass scans the table (filtered on the
 //! endpoint's prefix): with 10,000 leases that is about 1.5 MB, a few hundred read units, once per
 //! `repair_interval` for the whole cluster. A lease item's `ttl_epoch` is its creation plus
 //! `ttl_grace` (default a day, well past DSQL's 60-minute connection limit), so DynamoDB's TTL never
