@@ -265,18 +265,6 @@ fn number(item: Option<&std::collections::HashMap<String, AttributeValue>>, name
     item?.get(name)?.as_n().ok()?.parse().ok()
 }
 
-/// The error and its sources in one line (SDK errors hide the useful part in a source).
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
-
 /// DynamoDB requests made, in a metric (possibly shared) and for this component alone.
 #[derive(Debug, Clone)]
 struct RoundTrips {
@@ -313,7 +301,7 @@ where
     if error.code() == Some("TransactionConflictException") {
         return StoreError::Conflict { operation };
     }
-    StoreError::Request { operation, message: chain(error) }
+    StoreError::Request { operation, message: crate::error_chain(error) }
 }
 
 /// Shared or fallback, when the next probe is due, and the error that caused it.

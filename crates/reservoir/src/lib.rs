@@ -31,3 +31,16 @@ pub use retry::{ErrorClass, RetryConfig, RetryError, RetryPolicy};
 pub use token::{
     IamTokenConfig, IamTokenProvider, Password, StaticPassword, TokenDuration, TokenError, TokenProvider,
 };
+
+/// An error and its sources in one line, for last-error texts (SDK and driver errors keep the
+/// useful part in a source).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{
-    CoordinationError, Fallback, FallbackConfig, Mode, RoundTrips, StoreError, call, chain, check_names,
-    epoch, epoch_ms, invalid, n, normalise_endpoint, number, random_id, request_error, s,
+    CoordinationError, Fallback, FallbackConfig, Mode, RoundTrips, StoreError, call, check_names, epoch,
+    epoch_ms, invalid, n, normalise_endpoint, number, random_id, request_error, s,
 };
 use crate::limit::{Lease, LeaseHook, LimitError};
 use crate::metrics::Metrics;
@@ -318,7 +318,8 @@ fn cancelled(error: &TransactWriteItemsError, actions: usize) -> Cancelled {
 const CONFLICT_ATTEMPTS: u32 = 6;
 
 fn built<T, E: std::error::Error>(result: Result<T, E>) -> Result<T, StoreError> {
-    result.map_err(|e| StoreError::Request { operation: "TransactWriteItems", message: chain(&e) })
+    result
+        .map_err(|e| StoreError::Request { operation: "TransactWriteItems", message: crate::error_chain(&e) })
 }
 
 /// What a transaction came to.

@@ -469,7 +469,7 @@ impl<C: Connector> Refiller<C> {
                 Ok(Ok(conn)) => Ok((conn, guard)),
                 Ok(Err(e)) => Err(Failure {
                     reason: connector.failure_reason(&e),
-                    message: error_chain(&e),
+                    message: crate::error_chain(&e),
                     lease: guard,
                 }),
                 Err(_) => Err(timed_out(guard)),
@@ -504,16 +504,4 @@ impl Drop for LeaseGuard {
             drop(tokio::spawn(async move { hook.release(lease).await }));
         }
     }
-}
-
-/// An error with its sources, for the last-error text.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
