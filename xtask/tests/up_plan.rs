@@ -17,11 +17,9 @@ fn empty_config() -> PathBuf {
     path
 }
 
-fn plan(profile: &str, extra_env: &[(&str, &str)]) -> String {
-    plan_with(profile, &[], extra_env)
-}
-
-fn plan_with(profile: &str, up_args: &[&str], extra_env: &[(&str, &str)]) -> String {
+/// The xtask binary on the pinned machine: a clean environment, no docker, terraform, cargo or
+/// fork checkout where the overrides point, and an empty user config.
+fn pinned() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -30,9 +28,17 @@ fn plan_with(profile: &str, up_args: &[&str], extra_env: &[(&str, &str)]) -> Str
         .env("TDSQL_TERRAFORM", format!("{MISSING}/terraform"))
         .env("CARGO", format!("{MISSING}/cargo"))
         .env("TDSQL_FORK_PATH", format!("{MISSING}/temporal"))
-        .env("TDSQL_CONFIG_FILE", empty_config())
-        .args(["--dry-run", "--profile", profile, "up"])
-        .args(up_args);
+        .env("TDSQL_CONFIG_FILE", empty_config());
+    cmd
+}
+
+fn plan(profile: &str, extra_env: &[(&str, &str)]) -> String {
+    plan_with(profile, &[], extra_env)
+}
+
+fn plan_with(profile: &str, up_args: &[&str], extra_env: &[(&str, &str)]) -> String {
+    let mut cmd = pinned();
+    cmd.args(["--dry-run", "--profile", profile, "up"]).args(up_args);
     for (key, value) in extra_env {
         cmd.env(key, value);
     }
@@ -98,14 +104,7 @@ fn dsql_profile_with_tables_to_create_plans_the_infra() {
 /// `infra apply`, instead of calling the whole configuration invalid.
 #[test]
 fn doctor_reads_the_fork_source_while_a_table_waits_for_infra() {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("TDSQL_DOCKER", format!("{MISSING}/docker"))
-        .env("TDSQL_TERRAFORM", format!("{MISSING}/terraform"))
-        .env("CARGO", format!("{MISSING}/cargo"))
-        .env("TDSQL_CONFIG_FILE", empty_config())
-        .env("TDSQL_FORK_PATH", format!("{MISSING}/temporal"))
+    let out = pinned()
         .env("TDSQL_COORDINATION_RATE_LIMITER_ENABLED", "true")
         .args(["--profile", "dsql", "doctor"])
         .output()
@@ -118,11 +117,7 @@ fn doctor_reads_the_fork_source_while_a_table_waits_for_infra() {
 /// The local profile never runs infra: an unnamed table stays an error there, saying what to do.
 #[test]
 fn local_profile_with_an_unnamed_table_fails_at_config() {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("TDSQL_DOCKER", format!("{MISSING}/docker"))
-        .env("TDSQL_CONFIG_FILE", empty_config())
+    let out = pinned()
         .env("TDSQL_COORDINATION_CONN_LEASE_ENABLED", "true")
         .args(["--dry-run", "up"])
         .output()
@@ -142,13 +137,7 @@ fn local_profile_with_an_unnamed_table_fails_at_config() {
 /// before preflight and before anything changed, and names `--yes`.
 #[test]
 fn a_real_dsql_run_without_a_terminal_needs_yes_before_anything_runs() {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("TDSQL_DOCKER", format!("{MISSING}/docker"))
-        .env("TDSQL_TERRAFORM", format!("{MISSING}/terraform"))
-        .env("CARGO", format!("{MISSING}/cargo"))
-        .env("TDSQL_CONFIG_FILE", empty_config())
+    let out = pinned()
         .args(["--profile", "dsql", "up"])
         .stdin(std::process::Stdio::null())
         .output()
@@ -171,14 +160,7 @@ fn dsql_profile_with_a_cluster_links_its_cloudwatch_panels() {
 
 #[test]
 fn a_real_run_without_docker_stops_at_preflight_naming_what_is_missing() {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("TDSQL_DOCKER", format!("{MISSING}/docker"))
-        .env("TDSQL_CONFIG_FILE", empty_config())
-        .arg("up")
-        .output()
-        .expect("the xtask binary runs");
+    let out = pinned().arg("up").output().expect("the xtask binary runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot start profile `local`: docker CLI, docker engine"), "{stderr}");
