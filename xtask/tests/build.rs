@@ -533,6 +533,50 @@ fn hadolint_passes_on_the_dockerfile() {
     );
 }
 
+/// Every shell script the project ships or runs (found by its shebang, so a new one is covered).
+fn shell_scripts() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("read a project folder").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n != "generated") {
+                    walk(&path, out);
+                }
+            } else if std::fs::read(&path).is_ok_and(|bytes| {
+                let first = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+                first.starts_with(b"#!") && (first.ends_with(b"sh") || first.ends_with(b"bash"))
+            }) {
+                out.push(path);
+            }
+        }
+    }
+    let mut scripts = Vec::new();
+    for dir in [".ci", "docker", "profiles", "terraform"] {
+        walk(&project_root().join(dir), &mut scripts);
+    }
+    scripts.sort();
+    scripts
+}
+
+#[test]
+fn shellcheck_passes_on_every_shell_script() {
+    let scripts = shell_scripts();
+    for expected in ["docker/entrypoint.sh", ".ci/run"] {
+        assert!(scripts.contains(&project_root().join(expected)), "{expected} not found among {scripts:?}");
+    }
+    let out = Command::new(tdsql_test_support::shellcheck())
+        .args(["--severity=style", "--external-sources"])
+        .args(&scripts)
+        .output()
+        .expect("run shellcheck");
+    assert!(
+        out.status.success(),
+        "shellcheck reports:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The Dockerfile's instructions, continuation lines joined, comments dropped.
 fn instructions(text: &str) -> Vec<String> {
     let mut result = Vec::new();

