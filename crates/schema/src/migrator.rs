@@ -23,6 +23,11 @@ use crate::manifest::{Schema, SchemaError, UnknownVersion};
 use crate::split::{self, Statement};
 use crate::version::SchemaVersion;
 
+/// How PostgreSQL reports two sessions running the same `CREATE TABLE IF NOT EXISTS` at once: a
+/// unique violation on its type catalog, or the table or its row type already existing.
+const CREATE_RACE: [SqlState; 3] =
+    [SqlState::UNIQUE_VIOLATION, SqlState::DUPLICATE_TABLE, SqlState::DUPLICATE_OBJECT];
+
 /// How a migrator runs.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -816,7 +821,7 @@ impl<'a> Migrator<'a> {
     }
 
     /// Creates one of the migrator's tables; tolerates another migrator creating it at the same
-    /// moment (PostgreSQL reports that race as a unique violation on its type catalog).
+    /// moment (`CREATE_RACE`): the next `IF NOT EXISTS` then finds the table.
     async fn create_bookkeeping_table(&self, sql: &str) -> Result<(), MigrateError> {
         let mut attempt = 0;
         loop {
@@ -825,10 +830,7 @@ impl<'a> Migrator<'a> {
                 .await
             {
                 Ok(()) => return Ok(()),
-                Err(e)
-                    if attempt < 3
-                        && matches!(e.sqlstate(), Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::DUPLICATE_TABLE) =>
-                {
+                Err(e) if attempt < 3 && e.sqlstate().is_some_and(|c| CREATE_RACE.contains(c)) => {
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
