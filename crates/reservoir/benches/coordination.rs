@@ -14,15 +14,14 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../tests/common/dynamo.rs"]
+mod dynamo;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use tdsql_reservoir::coordination::{ConnLeaseConfig, DynamoConnLease, DynamoRateLimiter, RateLimiterConfig};
 use tdsql_reservoir::{
     ConnectLimiter, LeaseHook, Metrics, PgConnector, Reservoir, ReservoirConfig, TokenBucket,
@@ -68,23 +67,7 @@ async fn client() -> Client {
 async fn create_table(client: &Client) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let name = format!("coord-bench-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
-    client
-        .create_table()
-        .table_name(&name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("an attribute"),
-        )
-        .key_schema(
-            KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().expect("a key"),
-        )
-        .send()
-        .await
-        .expect("a table on moto");
+    dynamo::create_coordination_table(client, &name).await;
     name
 }
 

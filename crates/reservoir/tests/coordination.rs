@@ -8,10 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use tdsql_reservoir::coordination::{
     ConnLeaseConfig, DynamoConnLease, DynamoRateLimiter, FallbackConfig, Mode, RateLimiterConfig,
 };
@@ -24,6 +21,8 @@ use tdsql_test_support::{PrivateMoto, aws_config_at, aws_endpoint, fresh_databas
 use tokio::time::Instant;
 
 mod common;
+#[path = "common/dynamo.rs"]
+mod dynamo;
 use common::local;
 
 const ENDPOINT: &str = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws";
@@ -45,30 +44,7 @@ async fn create_table(client: &Client, label: &str) -> String {
 }
 
 async fn create_named(client: &Client, name: &str) {
-    client
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().unwrap())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("creating table {name} failed: {e:?}"));
-    client
-        .update_time_to_live()
-        .table_name(name)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder().attribute_name("ttl_epoch").enabled(true).build().unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    dynamo::create_coordination_table(client, name).await;
 }
 
 /// Quick probes; a call timeout that a loaded shared moto stays within (the outage test, on a
