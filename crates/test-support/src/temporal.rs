@@ -41,8 +41,17 @@ impl Drop for TemporalDevServer {
     }
 }
 
+/// How many times a server that lost a port race is started again.
+const ATTEMPTS: u32 = 3;
+
 /// Starts a dev server with the harness's Temporal CLI and waits until its `default` namespace
-/// answers.
+/// answers and every service has started.
+///
+/// Only the frontend port is chosen here, and outside the kernel's ephemeral range: the CLI picks
+/// its other ports (HTTP, metrics, history, matching, worker) by binding port 0, so a port taken
+/// from that range and released could be handed to one of them as well, and the second listener
+/// fails. A server that still loses a race (its log says `address already in use`) is started
+/// again on fresh ports, up to three times.
 ///
 /// # Panics
 /// When the CLI is missing (with how to get it), or the server does not start or answer within
@@ -50,40 +59,80 @@ impl Drop for TemporalDevServer {
 #[must_use]
 pub fn temporal_dev_server() -> TemporalDevServer {
     let cli = temporal_cli();
-    let port = free_port();
+    let mut attempt = 1;
+    loop {
+        match start(&cli) {
+            Ok(server) => return server,
+            Err(log) if attempt < ATTEMPTS => {
+                eprintln!(
+                    "the Temporal dev server lost a port race (attempt {attempt}); starting it again:\n{log}"
+                );
+                attempt += 1;
+            }
+            Err(log) => {
+                panic!("the Temporal dev server lost a port race {ATTEMPTS} times; its last log:\n{log}")
+            }
+        }
+    }
+}
+
+/// One start: `Err` with the log when a listener could not bind, so the caller may try again.
+fn start(cli: &Path) -> Result<TemporalDevServer, String> {
+    let port = frontend_port();
     let log = std::env::temp_dir().join(format!("tdsql-temporal-dev-{}-{port}.log", std::process::id()));
     let log_file =
         std::fs::File::create(&log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
-    let child = Command::new(&cli)
+    let child = Command::new(cli)
         .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--log-level", "warn"])
-        .args(["--port", &port.to_string(), "--ui-port", &free_port().to_string()])
-        .args(["--http-port", &free_port().to_string(), "--metrics-port", &free_port().to_string()])
+        .args(["--port", &port.to_string()])
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().expect("log file handle"))
         .stderr(log_file)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start `{} server start-dev`: {e}", cli.display()));
     let mut server = TemporalDevServer { child, address: format!("127.0.0.1:{port}"), log };
-    server.wait_ready(&cli);
-    server
+    match server.wait_ready(cli) {
+        Ready::Serving => Ok(server),
+        Ready::PortTaken => Err(server.log()),
+    }
 }
 
+/// How a start ended.
+enum Ready {
+    Serving,
+    PortTaken,
+}
+
+/// What a listener that could not bind logs.
+const PORT_TAKEN: &str = "address already in use";
+
+/// What the CLI prints once every service's `Start` has returned (a failed listener is logged
+/// before it).
+const STARTED_BANNER: &str = "Temporal Server:";
+
 impl TemporalDevServer {
-    fn wait_ready(&mut self, cli: &Path) {
+    fn wait_ready(&mut self, cli: &Path) -> Ready {
         let deadline = Instant::now() + READY_WITHIN;
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the Temporal dev server exited during start-up ({status}); its log:\n{}", self.log());
+            let exited = self.child.try_wait().ok().flatten();
+            let log = self.log();
+            if log.contains(PORT_TAKEN) {
+                return Ready::PortTaken;
             }
-            if TcpStream::connect(&self.address).is_ok() && self.namespace_answers(cli) {
-                return;
+            if let Some(status) = exited {
+                panic!("the Temporal dev server exited during start-up ({status}); its log:\n{log}");
+            }
+            if log.contains(STARTED_BANNER)
+                && TcpStream::connect(&self.address).is_ok()
+                && self.namespace_answers(cli)
+            {
+                return Ready::Serving;
             }
             assert!(
                 Instant::now() < deadline,
-                "the Temporal dev server at {} did not answer within {} s; its log:\n{}",
+                "the Temporal dev server at {} did not answer within {} s; its log:\n{log}",
                 self.address,
                 READY_WITHIN.as_secs(),
-                self.log()
             );
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -101,10 +150,30 @@ impl TemporalDevServer {
     }
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("cannot find a free loopback port: {e}"))
+/// Frontend ports are drawn from here up to the ephemeral range, above the well-known services.
+const FRONTEND_FROM: u16 = 20000;
+
+/// Where the kernel starts handing out ephemeral ports (`ip_local_port_range`; Linux's default
+/// is 32768).
+fn ephemeral_from() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .filter(|&from| from > FRONTEND_FROM + 1000)
+        .unwrap_or(32768)
+}
+
+/// A free loopback port below the ephemeral range, so no port-0 bind can be given it.
+fn frontend_port() -> u16 {
+    let ephemeral = ephemeral_from();
+    let span = u32::from(ephemeral - FRONTEND_FROM);
+    let seed = std::collections::hash_map::RandomState::new();
+    for i in 0..span {
+        let draw = std::hash::BuildHasher::hash_one(&seed, (std::process::id(), i));
+        let port = FRONTEND_FROM + u16::try_from(draw % u64::from(span)).expect("below the span");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {FRONTEND_FROM} and {ephemeral}");
 }
