@@ -154,3 +154,38 @@ pub async fn aws_config_at(region: &'static str, endpoint: &str) -> aws_config::
         .load()
         .await
 }
+
+/// Ports from [`unused_port`] are drawn from here up to the ephemeral range, above the
+/// well-known services.
+const PORTS_FROM: u16 = 20000;
+
+/// Where the kernel starts handing out ephemeral ports (`ip_local_port_range`; Linux's default
+/// is 32768).
+fn ephemeral_from() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .filter(|&from| from > PORTS_FROM + 1000)
+        .unwrap_or(32768)
+}
+
+/// A loopback port that is free now and that nothing else will be handed by the kernel: it lies
+/// below the ephemeral range, so no port-0 bind and no outgoing connection can take it between
+/// this call and the caller's own bind (a port from `bind(0)` can be given to the next caller).
+///
+/// # Panics
+/// When every port in the range is taken.
+#[must_use]
+pub fn unused_port() -> u16 {
+    let ephemeral = ephemeral_from();
+    let span = u32::from(ephemeral - PORTS_FROM);
+    let seed = std::collections::hash_map::RandomState::new();
+    for i in 0..span {
+        let draw = std::hash::BuildHasher::hash_one(&seed, (std::process::id(), i));
+        let port = PORTS_FROM + u16::try_from(draw % u64::from(span)).expect("below the span");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {PORTS_FROM} and {ephemeral}");
+}

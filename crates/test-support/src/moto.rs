@@ -31,10 +31,8 @@ impl PrivateMoto {
     /// # Panics
     /// When the executable is missing or moto does not answer within 60 s.
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind(("127.0.0.1", 0))
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
+        // Below the ephemeral range: while the server is stopped, no other bind takes its port.
+        let port = crate::unused_port();
         let mut moto = Self { executable: moto_server(), port, child: None };
         moto.restart().await;
         moto

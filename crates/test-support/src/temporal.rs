@@ -1,6 +1,6 @@
 //! A Temporal dev server (`temporal server start-dev`) for tests that need a real frontend.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -78,7 +78,7 @@ pub fn temporal_dev_server() -> TemporalDevServer {
 
 /// One start: `Err` with the log when a listener could not bind, so the caller may try again.
 fn start(cli: &Path) -> Result<TemporalDevServer, String> {
-    let port = frontend_port();
+    let port = crate::unused_port();
     let log = std::env::temp_dir().join(format!("tdsql-temporal-dev-{}-{port}.log", std::process::id()));
     let log_file =
         std::fs::File::create(&log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
@@ -148,32 +148,4 @@ impl TemporalDevServer {
             .status()
             .is_ok_and(|s| s.success())
     }
-}
-
-/// Frontend ports are drawn from here up to the ephemeral range, above the well-known services.
-const FRONTEND_FROM: u16 = 20000;
-
-/// Where the kernel starts handing out ephemeral ports (`ip_local_port_range`; Linux's default
-/// is 32768).
-fn ephemeral_from() -> u16 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse().ok())
-        .filter(|&from| from > FRONTEND_FROM + 1000)
-        .unwrap_or(32768)
-}
-
-/// A free loopback port below the ephemeral range, so no port-0 bind can be given it.
-fn frontend_port() -> u16 {
-    let ephemeral = ephemeral_from();
-    let span = u32::from(ephemeral - FRONTEND_FROM);
-    let seed = std::collections::hash_map::RandomState::new();
-    for i in 0..span {
-        let draw = std::hash::BuildHasher::hash_one(&seed, (std::process::id(), i));
-        let port = FRONTEND_FROM + u16::try_from(draw % u64::from(span)).expect("below the span");
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port between {FRONTEND_FROM} and {ephemeral}");
 }

@@ -107,7 +107,7 @@ fn a_broken_check_fails_with_its_workflow_id_and_reason() {
 
 #[test]
 fn smoke_without_a_frontend_says_how_to_get_one() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = tdsql_test_support::unused_port();
     let address = format!("127.0.0.1:{port}");
     let out = suite(&["smoke", "--address", &address]);
     let stderr = text(&out.stderr);
