@@ -83,12 +83,18 @@
 //! and decrements the counter, again in one transaction, so `active` always equals the number of
 //! lease items. Leases are renewed while their connections live by one heartbeat per process
 //! (the holder item), not one write per lease. A repair pass, run every `repair_interval` by the
-//! one process that wins a conditional claim on the counter, deletes the leases of holders whose
-//! heartbeat is older than `holder_ttl` (each with its decrement, in one transaction) and recounts
+//! one process that wins a conditional claim on the counter, deletes the holder item of every
+//! holder whose heartbeat is older than `holder_ttl`, then that holder's leases (each with its
+//! decrement and a check that the holder item is still absent, in one transaction), and recounts
 //! the live leases, correcting `active` under an optimistic check on `version`: a crashed holder's
 //! slots come back within `holder_ttl + repair_interval`, with no manual reset. A release that
-//! fails is retried by the heartbeat; a holder whose leases were reclaimed while it was cut off
-//! registers them again when it reaches DynamoDB. The counter is a hot item: a transaction that
+//! fails is retried by the heartbeat. A holder that was only slow (its heartbeat finds its item
+//! gone) registers itself again, which stops any further reclaim, and then counts its leases
+//! again *within the limit*: a lease that no longer fits is revoked ([`crate::Lease::revoke`]),
+//! and the reservoir closes its connection at the next checkout, return or expiry scan
+//! (`dsql_distributed_conn_lease_revoked_total`, discard reason `lease_revoked`). Leases granted
+//! on the fallback share are registered the same way when DynamoDB answers again, so the cap
+//! holds again once the outage is over. The counter is a hot item: a transaction that
 //! DynamoDB cancels for `TransactionConflict` (another one was changing it) is tried again after a
 //! short jittered pause; contention never counts as an outage. Once an acquire was refused at the
 //! limit, the next ones read the counter first and send a transaction only when a slot came free

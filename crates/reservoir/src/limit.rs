@@ -5,7 +5,8 @@
 //! implements [`ConnectLimiter`] too, and a lease manager implements [`LeaseHook`].
 
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -31,20 +32,53 @@ pub trait ConnectLimiter: Send + Sync + fmt::Debug {
 }
 
 /// A lease held by one physical connection; released when the reservoir closes the connection.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Lease(String);
+///
+/// Clones share one revocation flag: a hook that keeps a clone can [`Lease::revoke`] it, and the
+/// reservoir then closes the connection at its next checkout, return or expiry scan (and releases
+/// the lease as usual). Equality and hashing look at the identifier only.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    id: String,
+    revoked: Arc<AtomicBool>,
+}
 
 impl Lease {
     /// A lease with the hook's own identifier.
     #[must_use]
     pub fn new(id: impl Into<String>) -> Self {
-        Self(id.into())
+        Self { id: id.into(), revoked: Arc::default() }
     }
 
     /// The identifier.
     #[must_use]
     pub fn id(&self) -> &str {
-        &self.0
+        &self.id
+    }
+
+    /// Withdraws the lease (e.g. the shared count turned out to be full when the lease had to be
+    /// counted again): its connection is closed instead of being handed out again.
+    pub fn revoke(&self) {
+        self.revoked.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Lease::revoke`] was called on this lease or a clone of it.
+    #[must_use]
+    pub fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+}
+
+impl PartialEq for Lease {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for Lease {}
+
+impl std::hash::Hash for Lease {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
     }
 }
 

@@ -93,6 +93,7 @@ pub const METRIC_FAMILIES: &[MetricFamily] = &[
     family("dsql_distributed_conn_lease_renewals_total", MetricKind::Counter, &[]),
     family("dsql_distributed_conn_lease_repairs_total", MetricKind::Counter, &[]),
     family("dsql_distributed_conn_lease_recounts_total", MetricKind::Counter, &[]),
+    family("dsql_distributed_conn_lease_revoked_total", MetricKind::Counter, &[]),
     family("dsql_distributed_conn_lease_round_trips_total", MetricKind::Counter, &[]),
     family("dsql_distributed_conn_lease_fallback", MetricKind::Gauge, &[]),
     family("dsql_distributed_conn_lease_fallbacks_total", MetricKind::Counter, &[]),
@@ -150,6 +151,7 @@ pub struct Metrics {
     pub(crate) lease_renewals: Counter,
     pub(crate) lease_repairs: Counter,
     pub(crate) lease_recounts: Counter,
+    pub(crate) lease_revoked: Counter,
     pub(crate) lease_round_trips: Counter,
     pub(crate) lease_fallback: Gauge,
     pub(crate) lease_fallbacks: Counter,
@@ -209,6 +211,7 @@ impl Metrics {
             lease_renewals: Counter::default(),
             lease_repairs: Counter::default(),
             lease_recounts: Counter::default(),
+            lease_revoked: Counter::default(),
             lease_round_trips: Counter::default(),
             lease_fallback: Gauge::default(),
             lease_fallbacks: Counter::default(),
@@ -386,6 +389,11 @@ impl Metrics {
             self.lease_recounts.clone(),
         );
         registry.register(
+            "dsql_distributed_conn_lease_revoked",
+            "Leases withdrawn because the limit was full when they had to be counted again (their connections are closed)",
+            self.lease_revoked.clone(),
+        );
+        registry.register(
             "dsql_distributed_conn_lease_round_trips",
             "DynamoDB requests made by the connection lease",
             self.lease_round_trips.clone(),
@@ -442,6 +450,9 @@ pub enum DiscardReason {
     Broken,
     /// The reservoir was closing.
     Closed,
+    /// Its lease was revoked (the cluster-wide connection count was full when it was counted
+    /// again, e.g. after this process had been taken for vanished).
+    LeaseRevoked,
 }
 
 impl DiscardReason {
@@ -458,6 +469,7 @@ impl DiscardReason {
             Self::ReservoirFull => "reservoir_full",
             Self::Broken => "broken",
             Self::Closed => "closed",
+            Self::LeaseRevoked => "lease_revoked",
         }
     }
 }

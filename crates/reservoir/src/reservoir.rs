@@ -248,7 +248,7 @@ pub struct Statistics {
     pub discarded_lifetime: u64,
     /// Connections closed because they were broken.
     pub discarded_broken: u64,
-    /// Connections closed for any other reason (full, closing).
+    /// Connections closed for any other reason (full, closing, lease revoked).
     pub discarded_other: u64,
 }
 

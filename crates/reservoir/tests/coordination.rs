@@ -175,7 +175,7 @@ async fn several_reservoirs_share_the_connect_budget_and_the_connection_cap() {
             DynamoRateLimiter::new(dynamo.clone(), rate_config(&table, RATE, BURST), metrics.clone())
                 .unwrap();
         // Holders are not taken for vanished while the machine is loaded: a heartbeat late by more
-        // than holder_ttl has its leases reclaimed, and registering them again goes over the cap.
+        // than holder_ttl has its leases reclaimed and, the cap being full, revoked.
         let lease = ConnLeaseConfig {
             holder_ttl: Duration::from_secs(20),
             heartbeat_interval: Duration::from_secs(1),
@@ -335,6 +335,93 @@ async fn a_vanished_holders_leases_expire_and_the_count_comes_back() {
     assert_eq!(survivor.active().await.unwrap(), 0);
     assert_eq!(survivor.held(), 0);
     survivor.shutdown().await;
+}
+
+/// A holder that was only slow (a repair pass took it for vanished and handed its slots to
+/// another process) counts its leases again within the cap: the ones that no longer fit are
+/// revoked, and its reservoir closes their connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_taken_for_vanished_comes_back_within_the_cap() {
+    const CAP: u32 = 3;
+    let db = fresh_database("coord_revoke").await;
+    let dynamo = client(&aws_endpoint()).await;
+    let table = create_table(&dynamo, "revoke").await;
+    // The other process repairs every 300 ms and takes leases 1.5 s old without a holder as lost.
+    let other =
+        DynamoConnLease::new(client(&aws_endpoint()).await, lease_config(&table, CAP), Metrics::new())
+            .unwrap();
+    // The slow one beats its heart at start and then only after 10 s.
+    let metrics = Metrics::new();
+    let slow_config = ConnLeaseConfig {
+        holder_ttl: Duration::from_secs(30),
+        heartbeat_interval: Duration::from_secs(10),
+        ..lease_config(&table, CAP)
+    };
+    let slow =
+        Arc::new(DynamoConnLease::new(client(&aws_endpoint()).await, slow_config, metrics.clone()).unwrap());
+    let log = Arc::new(Log::default());
+    let config = ReservoirConfig {
+        target_ready: CAP as usize,
+        expiry_scan_interval: Duration::from_millis(100),
+        failure_backoff: Duration::from_millis(50),
+        max_failure_backoff: Duration::from_millis(200),
+        ..ReservoirConfig::default()
+    };
+    let reservoir = Reservoir::builder(counted(&db, &log))
+        .config(config)
+        .lease_hook(slow.clone())
+        .metrics(metrics.clone())
+        .build()
+        .unwrap();
+    reservoir.ready(CAP as usize, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(other.active().await.unwrap(), u64::from(CAP));
+    let renewals = metric(&metrics, "dsql_distributed_conn_lease_renewals_total");
+    // Past the other's holder_ttl, the slow holder's item disappears (what a repair pass does to
+    // a holder whose heartbeat is late), and the other process reclaims the slots and takes two.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    dynamo
+        .delete_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S(format!("lease#{ENDPOINT}#holder#{}", slow.holder())))
+        .send()
+        .await
+        .unwrap();
+    wait_for("the slots reclaimed", Duration::from_secs(5), async || {
+        other.active().await.is_ok_and(|a| a == 0)
+    })
+    .await;
+    let taken = [other.acquire().await.unwrap(), other.acquire().await.unwrap()];
+    assert_eq!(
+        metric(&metrics, "dsql_distributed_conn_lease_renewals_total"),
+        renewals,
+        "the slow holder beat its heart before the reclaim was done: the test shows nothing"
+    );
+    // Its next heartbeat finds the item gone: one lease fits again, two are revoked and closed.
+    wait_for("two leases revoked", Duration::from_secs(20), async || {
+        metric(&metrics, "dsql_distributed_conn_lease_revoked_total") == 2.0
+    })
+    .await;
+    wait_for("the revoked connections closed", Duration::from_secs(5), async || {
+        log.open.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let text = metrics.encode();
+    assert!(text.contains(r#"dsql_reservoir_discards_total{reason="lease_revoked"} 2"#), "{text}");
+    assert_eq!(other.active().await.unwrap(), u64::from(CAP));
+    assert_eq!(slow.held(), 1);
+    // The reservoir wants three again but the cap is full: it stays at one.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(log.open.load(Ordering::SeqCst), 1);
+    assert_eq!(reservoir.status().ready, 1);
+    assert_eq!(other.active().await.unwrap(), u64::from(CAP));
+    reservoir.close().await;
+    for lease in taken {
+        other.release(lease).await;
+    }
+    wait_for("every lease back", Duration::from_secs(10), async || {
+        other.active().await.is_ok_and(|a| a == 0)
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -94,11 +94,40 @@ enum Kind {
     Shared,
     /// Only locally (granted while DynamoDB did not answer); registered on recovery.
     Local,
+    /// Counted nowhere: the limit was full when it had to be registered again, so the lease was
+    /// revoked and its connection is being closed.
+    Revoked,
+}
+
+/// A lease this process holds: where it is counted, and the lease itself (for revoking it).
+struct Held {
+    kind: Kind,
+    lease: Lease,
+}
+
+/// Whose lease a release deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reclaim {
+    /// One of this process (given back, or an orphan of its own).
+    Own,
+    /// One of a holder whose item the repair pass removed.
+    OfVanished,
+}
+
+/// What a shared acquire came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Granted {
+    /// Counted, and its item written.
+    Yes,
+    /// The counter is at the limit.
+    AtLimit,
+    /// The item is there already (so it is counted already).
+    Exists,
 }
 
 #[derive(Default)]
 struct State {
-    held: HashMap<String, Kind>,
+    held: HashMap<String, Held>,
     /// Shared leases whose release has not gone through yet (retried by the heartbeat).
     pending_release: HashSet<String>,
     /// Local leases whose shared acquire failed without an answer: it may have gone through.
@@ -348,10 +377,11 @@ impl Inner {
     }
 
     fn hold(&self, id: String, kind: Kind) -> Lease {
-        self.lock().held.insert(id.clone(), kind);
+        let lease = Lease::new(id.clone());
+        self.lock().held.insert(id, Held { kind, lease: lease.clone() });
         self.metrics.lease_held.inc();
         self.metrics.lease_acquired.inc();
-        Lease::new(id)
+        lease
     }
 
     async fn acquire_lease(self: &Arc<Self>) -> Result<Lease, LimitError> {
@@ -399,7 +429,7 @@ impl Inner {
                 return Ok(false);
             }
         }
-        let acquired = self.acquire_shared(id, true).await;
+        let acquired = self.acquire_shared(id).await.map(|granted| granted != Granted::AtLimit);
         match acquired {
             Ok(got) => self.at_cap.store(!got, Ordering::Relaxed),
             // The transaction may have gone through with the answer lost: if so, the item must
@@ -427,26 +457,22 @@ impl Inner {
         Err(self.denied())
     }
 
-    /// Counter up (within the limit when `limited`) and lease item in, atomically; `false` when
-    /// the limit is reached (or, unlimited, when the item already exists).
-    async fn acquire_shared(&self, id: &str, limited: bool) -> Result<bool, StoreError> {
+    /// Counter up (within the limit) and lease item in, atomically.
+    async fn acquire_shared(&self, id: &str) -> Result<Granted, StoreError> {
         if !self.lock().registered {
             self.put_holder().await?;
         }
         let now = epoch_ms();
-        let mut counter = Update::builder()
+        let counter = Update::builder()
             .table_name(&self.config.table)
             .key("pk", s(&self.counter_pk))
             .update_expression(
                 "SET active = if_not_exists(active, :zero) + :one, version = if_not_exists(version, :zero) + :one",
             )
             .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":one", n(1));
-        if limited {
-            counter = counter
-                .condition_expression("attribute_not_exists(active) OR active < :limit")
-                .expression_attribute_values(":limit", n(i64::from(self.config.limit)));
-        }
+            .expression_attribute_values(":one", n(1))
+            .condition_expression("attribute_not_exists(active) OR active < :limit")
+            .expression_attribute_values(":limit", n(i64::from(self.config.limit)));
         let ttl = self.ttl_epoch(Duration::ZERO);
         let put = Put::builder()
             .table_name(&self.config.table)
@@ -459,7 +485,11 @@ impl Inner {
             TransactWriteItem::builder().update(built(counter.build())?).build(),
             TransactWriteItem::builder().put(built(put.build())?).build(),
         ];
-        Ok(matches!(self.transact(items).await?, Outcome::Done))
+        Ok(match self.transact(items).await? {
+            Outcome::Done => Granted::Yes,
+            Outcome::Refused(failed) if failed[1] => Granted::Exists,
+            Outcome::Refused(_) => Granted::AtLimit,
+        })
     }
 
     /// Runs a transaction; one that conflicts with another on the same item is tried again after
@@ -486,7 +516,7 @@ impl Inner {
         let id = lease.id().to_owned();
         let kind = {
             let mut state = self.lock();
-            let kind = state.held.remove(&id);
+            let kind = state.held.remove(&id).map(|held| held.kind);
             let doubtful = state.doubtful.remove(&id);
             if kind == Some(Kind::Shared) || doubtful {
                 state.pending_release.insert(id.clone());
@@ -503,7 +533,7 @@ impl Inner {
 
     /// Gives back a shared lease that is pending release; it stays pending if DynamoDB fails.
     async fn release_pending(&self, id: &str) {
-        match self.release_shared(id, &self.holder).await {
+        match self.release_shared(id, &self.holder, Reclaim::Own).await {
             Ok(_) => {
                 self.lock().pending_release.remove(id);
             }
@@ -512,38 +542,79 @@ impl Inner {
     }
 
     /// Deletes a lease item of `holder` and decrements the counter, atomically. `false` when the
-    /// item was not there (already reclaimed): nothing to decrement.
-    async fn release_shared(&self, id: &str, holder: &str) -> Result<bool, StoreError> {
-        let delete = Delete::builder()
-            .table_name(&self.config.table)
-            .key("pk", s(self.lease_pk(id)))
-            .condition_expression("holder = :holder")
-            .expression_attribute_values(":holder", s(holder));
+    /// item was not there (already reclaimed): nothing to decrement. With [`Reclaim::OfVanished`]
+    /// the transaction also requires the holder's item to be absent, so a holder that registered
+    /// again (and then counts its leases again) cannot have them taken after all.
+    async fn release_shared(&self, id: &str, holder: &str, reclaim: Reclaim) -> Result<bool, StoreError> {
         let counter = Update::builder()
             .table_name(&self.config.table)
             .key("pk", s(&self.counter_pk))
             .update_expression("SET active = active - :one, version = version + :one")
             .condition_expression("active >= :one")
             .expression_attribute_values(":one", n(1));
-        let items = vec![
-            TransactWriteItem::builder().delete(built(delete.build())?).build(),
+        let mut items = vec![
+            TransactWriteItem::builder().delete(self.delete_lease(id, holder)?).build(),
             TransactWriteItem::builder().update(built(counter.build())?).build(),
         ];
+        items.extend(self.holder_gone(holder, reclaim)?);
         match self.transact(items).await? {
             Outcome::Done => Ok(true),
-            Outcome::Refused(failed) if failed[0] => Ok(false),
+            Outcome::Refused(failed) if failed[0] || failed.get(2) == Some(&true) => Ok(false),
             // The counter is already at zero (it drifted): remove the item; the recount fixes the rest.
             Outcome::Refused(_) => {
-                let request = self
-                    .client
-                    .delete_item()
-                    .table_name(&self.config.table)
-                    .key("pk", s(self.lease_pk(id)))
-                    .condition_expression("holder = :holder")
-                    .expression_attribute_values(":holder", s(holder));
-                let _ = call("DeleteItem", self.timeout(), &self.round_trips, request.send()).await?;
+                let mut items =
+                    vec![TransactWriteItem::builder().delete(self.delete_lease(id, holder)?).build()];
+                items.extend(self.holder_gone(holder, reclaim)?);
+                self.transact(items).await?;
                 Ok(false)
             }
+        }
+    }
+
+    /// Deleting a lease item, if it is still `holder`'s.
+    fn delete_lease(&self, id: &str, holder: &str) -> Result<Delete, StoreError> {
+        built(
+            Delete::builder()
+                .table_name(&self.config.table)
+                .key("pk", s(self.lease_pk(id)))
+                .condition_expression("holder = :holder")
+                .expression_attribute_values(":holder", s(holder))
+                .build(),
+        )
+    }
+
+    /// For a reclaim, the check that the holder's item is absent.
+    fn holder_gone(&self, holder: &str, reclaim: Reclaim) -> Result<Option<TransactWriteItem>, StoreError> {
+        if reclaim == Reclaim::Own {
+            return Ok(None);
+        }
+        let check = ConditionCheck::builder()
+            .table_name(&self.config.table)
+            .key("pk", s(self.holder_key(holder)))
+            .condition_expression("attribute_not_exists(pk)");
+        Ok(Some(TransactWriteItem::builder().condition_check(built(check.build())?).build()))
+    }
+
+    fn holder_key(&self, holder: &str) -> String {
+        format!("{}holder#{holder}", self.prefix)
+    }
+
+    /// Removes a holder's item if its heartbeat is still older than `now`; `false` when it was
+    /// renewed (or removed) meanwhile.
+    async fn delete_holder(&self, holder: &str, now: i64) -> Result<bool, StoreError> {
+        let request = self
+            .client
+            .delete_item()
+            .table_name(&self.config.table)
+            .key("pk", s(self.holder_key(holder)))
+            .condition_expression("expires_ms < :now")
+            .expression_attribute_values(":now", n(now));
+        match call("DeleteItem", self.timeout(), &self.round_trips, request.send()).await? {
+            Ok(_) => Ok(true),
+            Err(error) => match error.as_service_error() {
+                Some(e) if e.is_conditional_check_failed_exception() => Ok(false),
+                _ => Err(request_error("DeleteItem", &error)),
+            },
         }
     }
 
@@ -597,40 +668,51 @@ impl Inner {
         }
     }
 
-    /// Counts the leases this process holds but DynamoDB does not (local ones, reclaimed ones).
+    /// Counts the leases this process holds but DynamoDB does not (local ones, reclaimed ones),
+    /// within the limit: a lease that does not fit any more is revoked, so its connection is
+    /// closed instead of living on over the cap.
     async fn register_uncounted(&self, include_shared: bool) -> Result<(), StoreError> {
-        let ids: Vec<(String, Kind)> = self
+        let ids: Vec<String> = self
             .lock()
             .held
             .iter()
-            .filter(|(_, kind)| include_shared || **kind == Kind::Local)
-            .map(|(id, kind)| (id.clone(), *kind))
+            .filter(|(_, held)| held.kind == Kind::Local || (include_shared && held.kind == Kind::Shared))
+            .map(|(id, _)| id.clone())
             .collect();
-        for (id, _) in ids {
+        for id in ids {
             // The attempt may go through without an answer: until one comes, a release of this
             // lease must also remove its item.
             self.lock().doubtful.insert(id.clone());
             // A refused transaction costs twice the writes of a read: look first.
-            if !self.lease_exists(&id).await? {
-                // `false`: the item appeared meanwhile, so it is counted already.
-                self.acquire_shared(&id, false).await?;
-            }
+            let granted = if self.lease_exists(&id).await? {
+                Granted::Exists
+            } else {
+                self.acquire_shared(&id).await?
+            };
             let still_held = {
                 let mut state = self.lock();
                 state.doubtful.remove(&id);
                 match state.held.get_mut(&id) {
-                    Some(kind) => {
-                        *kind = Kind::Shared;
+                    Some(held) => {
+                        if granted == Granted::AtLimit {
+                            held.kind = Kind::Revoked;
+                            held.lease.revoke();
+                            self.metrics.lease_revoked.inc();
+                        } else {
+                            held.kind = Kind::Shared;
+                        }
                         true
                     }
                     None => {
                         // Released while it was being registered: its item goes too.
-                        state.pending_release.insert(id.clone());
+                        if granted != Granted::AtLimit {
+                            state.pending_release.insert(id.clone());
+                        }
                         false
                     }
                 }
             };
-            if !still_held {
+            if !still_held && granted != Granted::AtLimit {
                 self.release_pending(&id).await;
             }
         }
@@ -645,7 +727,7 @@ impl Inner {
             self.put_holder().await?;
             self.register_uncounted(true).await?;
         }
-        if self.fallback.recovered() || self.lock().held.values().any(|k| *k == Kind::Local) {
+        if self.fallback.recovered() || self.lock().held.values().any(|held| held.kind == Kind::Local) {
             self.register_uncounted(false).await?;
         }
         let pending: Vec<String> = self.lock().pending_release.iter().cloned().collect();
@@ -768,6 +850,15 @@ impl Inner {
                 leases.push((id.to_owned(), holder, number(Some(item), "created_ms").unwrap_or(0)));
             }
         }
+        // A vanished holder's item goes first, and its leases only while it stays gone: a holder
+        // that finds its item missing registers itself and then counts its leases again, so
+        // whichever of the two comes first, no lease is both reclaimed and kept.
+        let mut gone = HashSet::new();
+        for (holder, expires) in &holders {
+            if *expires < now && holder != &self.holder && self.delete_holder(holder, now).await? {
+                gone.insert(holder.clone());
+            }
+        }
         let mut live = 0_i64;
         let mut reclaimed = 0_i64;
         let mut exact = true;
@@ -777,7 +868,7 @@ impl Inner {
         for (id, holder, created) in leases {
             let own = holder == self.holder;
             if own && created < settled && self.is_orphan(&id) {
-                if self.release_shared(&id, &holder).await? {
+                if self.release_shared(&id, &holder, Reclaim::Own).await? {
                     reclaimed += 1;
                     self.metrics.lease_repairs.inc();
                 } else {
@@ -786,28 +877,16 @@ impl Inner {
                 continue;
             }
             // This process knows it is alive, however late its own heartbeat.
-            let holder_alive = own || holders.get(&holder).is_some_and(|expires| *expires >= now);
+            let holder_alive = own || (holders.contains_key(&holder) && !gone.contains(&holder));
             if holder_alive || created > young {
                 live += 1;
                 continue;
             }
-            if self.release_shared(&id, &holder).await? {
+            if self.release_shared(&id, &holder, Reclaim::OfVanished).await? {
                 reclaimed += 1;
                 self.metrics.lease_repairs.inc();
             } else {
                 exact = false;
-            }
-        }
-        for (holder, expires) in &holders {
-            if *expires < now && holder != &self.holder {
-                let request = self
-                    .client
-                    .delete_item()
-                    .table_name(&self.config.table)
-                    .key("pk", s(format!("{}holder#{holder}", self.prefix)))
-                    .condition_expression("expires_ms < :now")
-                    .expression_attribute_values(":now", n(now));
-                let _ = call("DeleteItem", self.timeout(), &self.round_trips, request.send()).await?;
             }
         }
         let mut counted = active - reclaimed;

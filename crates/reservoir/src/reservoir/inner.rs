@@ -27,6 +27,11 @@ impl<T> Idle<T> {
     pub(crate) fn remaining(&self, now: Instant) -> Duration {
         (self.created + self.lifetime).saturating_duration_since(now)
     }
+
+    /// Whether its lease hook withdrew the lease.
+    fn revoked(&self) -> bool {
+        self.lease.as_ref().is_some_and(Lease::is_revoked)
+    }
 }
 
 #[derive(Default)]
@@ -124,6 +129,8 @@ impl<C: Connector> Shared<C> {
                     unusable.push((candidate, DiscardReason::InsufficientRemainingLifetime));
                 } else if self.connector.is_broken(&candidate.conn) {
                     unusable.push((candidate, DiscardReason::Broken));
+                } else if candidate.revoked() {
+                    unusable.push((candidate, DiscardReason::LeaseRevoked));
                 } else {
                     break Some(candidate);
                 }
@@ -155,6 +162,8 @@ impl<C: Connector> Shared<C> {
             Some(DiscardReason::ExpiredOnReturn)
         } else if remaining < self.config.guard_window {
             Some(DiscardReason::InsufficientRemainingLifetimeOnReturn)
+        } else if idle.revoked() {
+            Some(DiscardReason::LeaseRevoked)
         } else {
             None
         };
@@ -195,7 +204,9 @@ impl<C: Connector> Shared<C> {
         self.metrics.discard(reason);
         let counter = match reason {
             DiscardReason::Broken => &self.stats.discarded_broken,
-            DiscardReason::ReservoirFull | DiscardReason::Closed => &self.stats.discarded_other,
+            DiscardReason::ReservoirFull | DiscardReason::Closed | DiscardReason::LeaseRevoked => {
+                &self.stats.discarded_other
+            }
             _ => &self.stats.discarded_lifetime,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -216,8 +227,8 @@ impl<C: Connector> Shared<C> {
         releases.spawn(async move { hook.release(lease).await });
     }
 
-    /// Closes ready connections whose lifetime is over or inside the guard window, or that broke
-    /// while waiting (e.g. killed by the server).
+    /// Closes ready connections whose lifetime is over or inside the guard window, that broke
+    /// while waiting (e.g. killed by the server), or whose lease was revoked.
     fn scan(&self) {
         let now = Instant::now();
         let mut evicted = Vec::new();
@@ -232,6 +243,8 @@ impl<C: Connector> Shared<C> {
                     evicted.push((candidate, DiscardReason::ExpiringSoonOnScan));
                 } else if self.connector.is_broken(&candidate.conn) {
                     evicted.push((candidate, DiscardReason::Broken));
+                } else if candidate.revoked() {
+                    evicted.push((candidate, DiscardReason::LeaseRevoked));
                 } else {
                     keep.push_back(candidate);
                 }
