@@ -355,12 +355,20 @@ async fn close_ends_everything_and_later_checkouts_fail() {
     assert!(reservoir.status().closed);
 }
 
-/// A lease hook with a slot limit, counting what is held.
-#[derive(Debug)]
+/// A lease hook with a slot limit, counting what is held and keeping every lease it issued (to
+/// revoke them).
+#[derive(Debug, Default)]
 struct Slots {
     limit: usize,
     held: Mutex<std::collections::HashSet<String>>,
+    issued: Mutex<Vec<tdsql_reservoir::Lease>>,
     next: AtomicUsize,
+}
+
+impl Slots {
+    fn with_limit(limit: usize) -> Arc<Self> {
+        Arc::new(Self { limit, ..Self::default() })
+    }
 }
 
 impl tdsql_reservoir::LeaseHook for Slots {
@@ -375,7 +383,9 @@ impl tdsql_reservoir::LeaseHook for Slots {
             }
             let id = format!("lease-{}", self.next.fetch_add(1, Ordering::SeqCst));
             held.insert(id.clone());
-            Ok(tdsql_reservoir::Lease::new(id))
+            let lease = tdsql_reservoir::Lease::new(id);
+            self.issued.lock().unwrap().push(lease.clone());
+            Ok(lease)
         })
     }
 
@@ -389,7 +399,7 @@ impl tdsql_reservoir::LeaseHook for Slots {
 #[tokio::test(start_paused = true)]
 async fn leases_cap_connections_and_are_released_with_them() {
     let fake = Fake::default();
-    let slots = Arc::new(Slots { limit: 3, held: Mutex::default(), next: AtomicUsize::new(0) });
+    let slots = Slots::with_limit(3);
     let metrics = Metrics::new();
     let mut cfg = config(5);
     cfg.base_lifetime = Duration::from_secs(10);
@@ -413,6 +423,42 @@ async fn leases_cap_connections_and_are_released_with_them() {
     reservoir.close().await;
     assert_eq!(fake.0.alive.load(Ordering::SeqCst), 0);
     assert!(slots.held.lock().unwrap().is_empty(), "close() releases every lease");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revoked_lease_closes_its_connection_ready_or_checked_out() {
+    let fake = Fake::default();
+    let slots = Slots::with_limit(2);
+    let metrics = Metrics::new();
+    let reservoir = Reservoir::builder(fake.clone())
+        .config(config(2))
+        .lease_hook(slots.clone())
+        .metrics(metrics.clone())
+        .build()
+        .unwrap();
+    reservoir.ready(2, Duration::from_secs(1)).await.unwrap();
+    let held = reservoir.checkout().await.unwrap();
+    for lease in slots.issued.lock().unwrap().iter() {
+        lease.revoke();
+    }
+    // The ready one goes at the next checkout or scan, the checked-out one when it comes back;
+    // neither is handed out again, and both slots are given back (and taken by replacements).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(fake.0.alive.load(Ordering::SeqCst), 2, "the ready one was replaced");
+    drop(held);
+    assert_eq!(fake.0.alive.load(Ordering::SeqCst), 1, "closed when it came back, not kept for the scan");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let text = metrics.encode();
+    assert!(text.contains(r#"dsql_reservoir_discards_total{reason="lease_revoked"} 2"#), "{text}");
+    assert_eq!(fake.0.opened.load(Ordering::SeqCst), 4);
+    assert_eq!(fake.0.alive.load(Ordering::SeqCst), 2);
+    let issued = slots.issued.lock().unwrap().clone();
+    let live: Vec<_> = issued.iter().filter(|lease| !lease.is_revoked()).map(|l| l.id().to_owned()).collect();
+    let mut held_ids: Vec<_> = slots.held.lock().unwrap().iter().cloned().collect();
+    held_ids.sort();
+    assert_eq!(held_ids, live, "the revoked leases were released, the replacements' are held");
+    assert_eq!(reservoir.statistics().discarded_other, 2);
+    reservoir.close().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -449,7 +495,7 @@ async fn invalid_settings_are_refused_with_the_key() {
 async fn a_connect_aborted_by_close_gives_its_lease_back() {
     let fake = Fake::default();
     fake.0.delay_ms.store(60_000, Ordering::SeqCst); // every connect hangs
-    let slots = Arc::new(Slots { limit: 10, held: Mutex::default(), next: AtomicUsize::new(0) });
+    let slots = Slots::with_limit(10);
     let reservoir =
         Reservoir::builder(fake.clone()).config(config(3)).lease_hook(slots.clone()).build().unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
