@@ -226,7 +226,7 @@ impl DynamoConnLease {
         self.inner.fallback.last_error()
     }
 
-    /// Leases this process holds (shared and local).
+    /// Leases this process holds (shared, local, and revoked ones whose connection is not closed yet).
     #[must_use]
     pub fn held(&self) -> usize {
         self.inner.lock().held.len()
