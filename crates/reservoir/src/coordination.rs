@@ -310,6 +310,18 @@ where
     StoreError::Request { operation, message: crate::error_chain(error) }
 }
 
+/// A conditional write's answer: `true` when it went through, `false` when its condition failed.
+fn written<T, E>(operation: &'static str, sent: Result<T, E>) -> Result<bool, StoreError>
+where
+    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    match sent {
+        Ok(_) => Ok(true),
+        Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(error) => Err(request_error(operation, &error)),
+    }
+}
+
 /// Shared or fallback, when the next probe is due, and the error that caused it.
 struct ModeState {
     mode: Mode,

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::{
     CoordinationError, Fallback, FallbackConfig, Mode, RoundTrips, StoreError, call, check_names, epoch,
-    epoch_ms, invalid, n, normalise_endpoint, number, random_id, request_error, s,
+    epoch_ms, invalid, n, normalise_endpoint, number, random_id, request_error, s, written,
 };
 use crate::limit::{Lease, LeaseHook, LimitError};
 use crate::metrics::Metrics;
@@ -609,13 +609,7 @@ impl Inner {
             .key("pk", s(self.holder_key(holder)))
             .condition_expression("expires_ms < :now")
             .expression_attribute_values(":now", n(now));
-        match call("DeleteItem", self.timeout(), &self.round_trips, request.send()).await? {
-            Ok(_) => Ok(true),
-            Err(error) => match error.as_service_error() {
-                Some(e) if e.is_conditional_check_failed_exception() => Ok(false),
-                _ => Err(request_error("DeleteItem", &error)),
-            },
-        }
+        written("DeleteItem", call("DeleteItem", self.timeout(), &self.round_trips, request.send()).await?)
     }
 
     fn ttl_epoch(&self, after: Duration) -> i64 {
@@ -659,13 +653,7 @@ impl Inner {
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":expires", n(self.holder_expiry()))
             .expression_attribute_values(":ttl", n(self.ttl_epoch(self.config.holder_ttl)));
-        match call("UpdateItem", self.timeout(), &self.round_trips, request.send()).await? {
-            Ok(_) => Ok(true),
-            Err(error) => match error.as_service_error() {
-                Some(e) if e.is_conditional_check_failed_exception() => Ok(false),
-                _ => Err(request_error("UpdateItem", &error)),
-            },
-        }
+        written("UpdateItem", call("UpdateItem", self.timeout(), &self.round_trips, request.send()).await?)
     }
 
     /// Counts the leases this process holds but DynamoDB does not (local ones, reclaimed ones),
@@ -790,13 +778,7 @@ impl Inner {
             .expression_attribute_values(":until", n(until))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":me", s(&self.holder));
-        match call("UpdateItem", self.timeout(), &self.round_trips, request.send()).await? {
-            Ok(_) => Ok(true),
-            Err(error) => match error.as_service_error() {
-                Some(e) if e.is_conditional_check_failed_exception() => Ok(false),
-                _ => Err(request_error("UpdateItem", &error)),
-            },
-        }
+        written("UpdateItem", call("UpdateItem", self.timeout(), &self.round_trips, request.send()).await?)
     }
 
     /// Every item of this endpoint.
@@ -905,15 +887,12 @@ impl Inner {
                 .expression_attribute_values(":live", n(live))
                 .expression_attribute_values(":one", n(1))
                 .expression_attribute_values(":seen", n(version + reclaimed));
-            match call("UpdateItem", self.timeout(), &self.round_trips, request.send()).await? {
-                Ok(_) => {
-                    self.metrics.lease_recounts.inc();
-                    counted = live;
-                }
-                Err(error) => match error.as_service_error() {
-                    Some(e) if e.is_conditional_check_failed_exception() => {}
-                    _ => return Err(request_error("UpdateItem", &error)),
-                },
+            if written(
+                "UpdateItem",
+                call("UpdateItem", self.timeout(), &self.round_trips, request.send()).await?,
+            )? {
+                self.metrics.lease_recounts.inc();
+                counted = live;
             }
         }
         self.metrics.lease_active.set(counted);
