@@ -896,7 +896,9 @@ fn explain(err: anyhow::Error, what: &str) -> anyhow::Error {
              on; rerun `cargo xtask infra destroy --disable-deletion-protection`"
             .to_owned(),
         Some(Failure::RegionWithoutDsql) => "Aurora DSQL is not available in project.region (its API did not \
-             answer there); set project.region in config.toml to a region that has it"
+             answer there; a local AWS API such as moto serves it in us-east-1 and us-east-2 only); set \
+             project.region in config.toml to a region that has it, e.g. `cargo xtask config set project.region \
+             us-east-1`"
             .to_owned(),
         Some(Failure::StateLocked) => "another terraform run holds the state lock; wait for it to finish (or, if it \
              crashed, run `terraform force-unlock <id>` in terraform/shared)"

@@ -375,8 +375,11 @@ pub(crate) fn classify(output: &str) -> Option<Failure> {
     if has("AccessDenied") || has("not authorized to perform") {
         return Some(Failure::AccessDenied);
     }
-    // Real AWS: the regional API host does not exist. moto: its backend has no such region.
-    if ((has("no such host") || has("dns error")) && has("dsql")) || (has("KeyError") && has("DSQL")) {
+    // Real AWS: the regional API host does not exist. moto: its backend has no such region, which
+    // it answers with an HTML error page (HTTP 500) that the provider cannot decode.
+    let moto_without_region =
+        has("DSQL") && (has("KeyError") || (has("StatusCode: 500") && has("invalid character '<'")));
+    if ((has("no such host") || has("dns error")) && has("dsql")) || moto_without_region {
         return Some(Failure::RegionWithoutDsql);
     }
     if has("Error acquiring the state lock") {
@@ -432,6 +435,22 @@ mod tests {
         assert_eq!(
             classify("dial tcp: lookup dsql.sa-east-1.api.aws on 127.0.0.53:53: no such host"),
             Some(Failure::RegionWithoutDsql)
+        );
+        // moto 5.2.5 outside us-east-1/2, as terraform prints it (`infra apply --any-region`).
+        assert_eq!(
+            classify(
+                "operation error DSQL: CreateCluster, exceeded maximum number of attempts, 1,\nhttps response \
+                 error StatusCode: 500, RequestID: , deserialization failed,\nfailed to decode response body, \
+                 invalid character '<' looking for beginning\nof value"
+            ),
+            Some(Failure::RegionWithoutDsql)
+        );
+        // A real server error of the DSQL API is not taken for a missing region.
+        assert_eq!(
+            classify(
+                "operation error DSQL: CreateCluster, https response error StatusCode: 500, InternalServerException"
+            ),
+            None
         );
         assert_eq!(classify("Error: Error acquiring the state lock"), Some(Failure::StateLocked));
         assert_eq!(
