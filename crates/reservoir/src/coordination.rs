@@ -78,8 +78,13 @@
 //!
 //! # How the lease works
 //!
-//! Taking a lease is one transaction: the counter's `active` goes up if it is under the limit,
-//! and the lease item is written. Giving it back deletes the item (if it is still this holder's)
+//! Taking leases is one transaction: the counter's `active` goes up by their number if that stays
+//! within the limit, and one lease item per lease is written. Acquires of one process share one
+//! transaction in flight: it takes a lease for every acquire waiting meanwhile (up to `batch`,
+//! default 10), so a refiller opening many connections at once pays about one round trip for
+//! several and the processes of a cluster contend less for the counter item. When fewer slots are
+//! free than waiters, a read of the counter shrinks the batch to what fits. A lease taken for a
+//! waiter that no longer wants it is given back by the next heartbeat. Giving it back deletes the item (if it is still this holder's)
 //! and decrements the counter, again in one transaction, so `active` always equals the number of
 //! lease items. Leases are renewed while their connections live by one heartbeat per process
 //! (the holder item), not one write per lease. A repair pass, run every `repair_interval` by the
@@ -127,7 +132,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::types::AttributeValue;
 use tokio::time::Instant;
 
-pub use lease::{ConnLeaseConfig, DynamoConnLease};
+pub use lease::{ConnLeaseConfig, DynamoConnLease, MAX_BATCH};
 pub use rate::{DynamoRateLimiter, RateLimiterConfig};
 
 /// A coordination setting that cannot work.
@@ -308,6 +313,22 @@ where
         return StoreError::Conflict { operation };
     }
     StoreError::Request { operation, message: crate::error_chain(error) }
+}
+
+/// Counts a waiter for as long as it waits (also when its future is dropped).
+pub(super) struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    pub(super) fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A conditional write's answer: `true` when it went through, `false` when its condition failed.

@@ -238,12 +238,19 @@ async fn several_reservoirs_share_the_connect_budget_and_the_connection_cap() {
         reservoir.close().await;
     }
     // Every lease comes back (connects aborted by the close give theirs back on their own tasks).
-    wait_for("every lease back", Duration::from_secs(30), async || {
-        hooks[0].active().await.is_ok_and(|a| a == 0)
-    })
-    .await;
-    wait_for("shared mode", Duration::from_secs(30), async || hooks.iter().all(|h| h.mode() == Mode::Shared))
-        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let active = hooks[0].active().await.map_err(|e| e.to_string());
+        if active == Ok(0) && hooks.iter().all(|h| h.mode() == Mode::Shared) {
+            break;
+        }
+        let errors: Vec<_> = hooks.iter().map(|h| h.last_error()).collect();
+        assert!(
+            Instant::now() < deadline,
+            "30 s after close: counter {active:?}, hooks {hooks:?}, last errors {errors:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,8 +287,15 @@ async fn concurrent_limiters_never_exceed_rate_plus_burst() {
     let mut grants = grants.lock().unwrap().clone();
     let trips: u64 = limiters.iter().map(|l| l.round_trips()).sum();
     let busiest = max_per_second(&mut grants);
-    println!("{} permits in 5 s, busiest second {busiest}, {trips} DynamoDB requests", grants.len());
-    assert!(busiest <= (RATE as usize) + BURST as usize, "{busiest} permits in one second");
+    // A limiter that could not reach DynamoDB in time (a loaded machine) adds its local share on
+    // top, by design: rate / 4 + burst / 4 permits per second while it is in fallback.
+    let fallbacks = metric(&metrics, "dsql_distributed_rate_limiter_fallbacks_total") as usize;
+    println!(
+        "{} permits in 5 s, busiest second {busiest}, {trips} DynamoDB requests, {fallbacks} fallbacks",
+        grants.len()
+    );
+    let bound = RATE as usize + BURST as usize + fallbacks * (RATE as usize / 4 + BURST as usize / 4 + 1);
+    assert!(busiest <= bound, "{busiest} permits in one second ({fallbacks} fallbacks)");
     // The shared budget is used, not starved: at least 70 % of rate × 5 s.
     assert!(grants.len() as f64 >= 0.7 * RATE * 5.0, "only {} permits in 5 s", grants.len());
     assert!(trips < grants.len() as u64 * 3, "{trips} requests for {} permits", grants.len());
@@ -422,6 +436,71 @@ async fn a_holder_taken_for_vanished_comes_back_within_the_cap() {
         other.active().await.is_ok_and(|a| a == 0)
     })
     .await;
+}
+
+/// Concurrent acquires of one process share transactions, and a batch larger than the free slots
+/// takes exactly what is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_acquires_are_batched_within_the_limit() {
+    let dynamo = client(&aws_endpoint()).await;
+    let table = create_table(&dynamo, "batch").await;
+    // No heartbeat or repair during the count: the background's first round runs at start.
+    let quiet = ConnLeaseConfig {
+        holder_ttl: Duration::from_secs(60),
+        heartbeat_interval: Duration::from_secs(30),
+        repair_interval: Duration::from_secs(30),
+        ..lease_config(&table, 100)
+    };
+    let roomy = Arc::new(DynamoConnLease::new(dynamo.clone(), quiet, Metrics::new()).unwrap());
+    wait_for("the first background round", Duration::from_secs(10), async || {
+        let trips = roomy.round_trips();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        trips > 0 && roomy.round_trips() == trips
+    })
+    .await;
+    let before = roomy.round_trips();
+    let leases = acquire_all(&roomy, 16).await;
+    let trips = roomy.round_trips() - before;
+    println!("16 concurrent acquires: {trips} DynamoDB requests");
+    assert!(leases.iter().all(Result::is_ok), "{leases:?}");
+    assert_eq!(roomy.active().await.unwrap(), 16);
+    assert!(trips <= 6, "{trips} requests for 16 acquires: they were not batched");
+    for lease in leases {
+        roomy.release(lease.unwrap()).await;
+    }
+    assert_eq!(roomy.active().await.unwrap(), 0);
+
+    // Five slots for eight acquires: five leases, three refusals, the counter at five.
+    let table = create_table(&dynamo, "batch-cap").await;
+    let tight = Arc::new(DynamoConnLease::new(dynamo, lease_config(&table, 5), Metrics::new()).unwrap());
+    let leases = acquire_all(&tight, 8).await;
+    let granted = leases.iter().filter(|l| l.is_ok()).count();
+    let denied = leases.iter().filter(|l| matches!(l, Err(LimitError::Denied(_)))).count();
+    assert_eq!((granted, denied), (5, 3), "{leases:?}");
+    assert_eq!(tight.active().await.unwrap(), 5);
+    assert_eq!(tight.held(), 5);
+    for lease in leases.into_iter().flatten() {
+        tight.release(lease).await;
+    }
+    assert_eq!(tight.active().await.unwrap(), 0);
+}
+
+/// `n` acquires at once, as a refiller starting `n` connects makes them.
+async fn acquire_all(
+    hook: &Arc<DynamoConnLease>,
+    n: usize,
+) -> Vec<Result<tdsql_reservoir::Lease, LimitError>> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let hook = hook.clone();
+            tokio::spawn(async move { hook.acquire().await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for task in tasks {
+        out.push(task.await.unwrap());
+    }
+    out
 }
 
 #[tokio::test]

@@ -1,9 +1,9 @@
 //! The distributed connection lease: a counter, one item per lease, one heartbeat item per
 //! process, and a repair pass that reclaims the leases of vanished holders.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{
-    CoordinationError, Fallback, FallbackConfig, Mode, RoundTrips, StoreError, call, check_names, epoch,
-    epoch_ms, invalid, n, normalise_endpoint, number, random_id, request_error, s, written,
+    CoordinationError, Fallback, FallbackConfig, Mode, RoundTrips, StoreError, Waiting, call, check_names,
+    epoch, epoch_ms, invalid, n, normalise_endpoint, number, random_id, request_error, s, written,
 };
 use crate::limit::{Lease, LeaseHook, LimitError};
 use crate::metrics::Metrics;
@@ -38,13 +38,20 @@ pub struct ConnLeaseConfig {
     pub repair_interval: Duration,
     /// How long past their last use items stay for DynamoDB's TTL to collect.
     pub ttl_grace: Duration,
+    /// Leases one transaction may take at most for concurrent acquires of this process (1 to
+    /// [`MAX_BATCH`]).
+    pub batch: u32,
     /// What to do while DynamoDB does not answer.
     pub fallback: FallbackConfig,
 }
 
+/// The largest batch: one transaction holds at most 100 actions, the counter's among them.
+pub const MAX_BATCH: u32 = 99;
+
 impl ConnLeaseConfig {
     /// The defaults for one table and endpoint: 10,000 connections, 15 s heartbeat, holders gone
-    /// after 60 s, a repair pass every 30 s, items collected a day after their last use.
+    /// after 60 s, a repair pass every 30 s, items collected a day after their last use, batches
+    /// of up to 10 leases.
     #[must_use]
     pub fn new(table: impl Into<String>, endpoint: impl Into<String>) -> Self {
         Self {
@@ -55,6 +62,7 @@ impl ConnLeaseConfig {
             heartbeat_interval: Duration::from_secs(15),
             repair_interval: Duration::from_secs(30),
             ttl_grace: Duration::from_secs(24 * 60 * 60),
+            batch: 10,
             fallback: FallbackConfig::default(),
         }
     }
@@ -75,6 +83,9 @@ impl ConnLeaseConfig {
                 format!("{:?} / {:?}", self.heartbeat_interval, self.holder_ttl),
                 "heartbeat_interval must be above zero and at most half of holder_ttl",
             );
+        }
+        if self.batch == 0 || self.batch > MAX_BATCH {
+            return invalid(KEY, self.batch.to_string(), "batch must be between 1 and 99");
         }
         if self.repair_interval.is_zero() || self.ttl_grace < self.holder_ttl {
             return invalid(
@@ -132,6 +143,9 @@ struct State {
     pending_release: HashSet<String>,
     /// Local leases whose shared acquire failed without an answer: it may have gone through.
     doubtful: HashSet<String>,
+    /// Shared leases a batch took for other waiters of this process, not handed out yet, with
+    /// when they were taken (one left over is given back by the heartbeat).
+    spares: VecDeque<(String, Instant)>,
     registered: bool,
     next_repair: Option<Instant>,
 }
@@ -159,6 +173,10 @@ struct Inner {
     local_cap: usize,
     /// The last shared acquire was refused at the limit.
     at_cap: AtomicBool,
+    /// Acquires of this process waiting for a shared lease (the size of the next batch).
+    waiting: AtomicUsize,
+    /// One batch in flight at a time.
+    batcher: tokio::sync::Mutex<()>,
     state: Mutex<State>,
     fallback: Fallback,
     round_trips: RoundTrips,
@@ -172,6 +190,7 @@ impl fmt::Debug for DynamoConnLease {
             .field("held", &self.held())
             .field("pending_release", &self.inner.lock().pending_release.len())
             .field("doubtful", &self.inner.lock().doubtful.len())
+            .field("spares", &self.inner.lock().spares.len())
             .field("mode", &self.mode())
             .finish_non_exhaustive()
     }
@@ -200,6 +219,8 @@ impl DynamoConnLease {
             holder,
             local_cap: usize::try_from((config.limit / processes).max(1)).unwrap_or(usize::MAX),
             at_cap: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
+            batcher: tokio::sync::Mutex::new(()),
             state: Mutex::new(State::default()),
             fallback: Fallback::new(
                 config.fallback.probe_interval,
@@ -264,6 +285,11 @@ impl DynamoConnLease {
         let held: Vec<String> = self.inner.lock().held.keys().cloned().collect();
         for id in held {
             self.inner.release_lease(Lease::new(id)).await;
+        }
+        let spares: Vec<String> = self.inner.lock().spares.drain(..).map(|(id, _)| id).collect();
+        for id in spares {
+            self.inner.lock().pending_release.insert(id.clone());
+            self.inner.release_pending(&id).await;
         }
         let delete = self
             .inner
@@ -385,61 +411,126 @@ impl Inner {
     }
 
     async fn acquire_lease(self: &Arc<Self>) -> Result<Lease, LimitError> {
-        let id = random_id();
-        if self.fallback.mode() == Mode::Fallback {
-            if self.fallback.should_try() {
-                // A heartbeat on a task of its own, so no connect waits for the probe.
-                let inner = self.clone();
-                drop(tokio::spawn(async move {
-                    match inner.heartbeat().await {
-                        Ok(_) => {
-                            inner.fallback.recovered();
+        let _waiting = Waiting::new(&self.waiting);
+        loop {
+            if let Some(id) = self.take_spare() {
+                return Ok(self.hold(id, Kind::Shared));
+            }
+            if self.fallback.mode() == Mode::Fallback {
+                if self.fallback.should_try() {
+                    // A heartbeat on a task of its own, so no connect waits for the probe.
+                    let inner = self.clone();
+                    drop(tokio::spawn(async move {
+                        match inner.heartbeat().await {
+                            Ok(_) => {
+                                inner.fallback.recovered();
+                            }
+                            Err(error) => inner.fallback.failed(&error),
                         }
-                        Err(error) => inner.fallback.failed(&error),
-                    }
-                }));
+                    }));
+                }
+                return self.acquire_local(random_id());
             }
-            return self.acquire_local(id);
-        }
-        match self.try_shared(&id).await {
-            Ok(true) => {
-                self.fallback.recovered();
-                Ok(self.hold(id, Kind::Shared))
+            // One batch at a time: it takes a lease for every acquire waiting meanwhile.
+            let batch = self.batcher.lock().await;
+            if let Some(id) = self.take_spare() {
+                return Ok(self.hold(id, Kind::Shared));
             }
-            Ok(false) => {
-                self.fallback.recovered();
-                Err(self.denied())
+            if self.fallback.mode() == Mode::Fallback {
+                continue; // The batch before failed: the local cap it is.
             }
-            // Contention, not an outage: the refiller backs off and tries again.
-            Err(error @ StoreError::Conflict { .. }) => Err(LimitError::Failed(Box::new(error))),
-            Err(error) => {
-                self.fallback.failed(&error);
-                self.acquire_local(id)
-            }
+            let batch_limit = usize::try_from(self.config.batch).unwrap_or(1);
+            let want = self.waiting.load(Ordering::Relaxed).clamp(1, batch_limit);
+            let ids: Vec<String> = (0..want).map(|_| random_id()).collect();
+            let outcome = self.try_shared(&ids).await;
+            drop(batch);
+            return match outcome {
+                Ok(0) => {
+                    self.fallback.recovered();
+                    Err(self.denied())
+                }
+                Ok(granted) => {
+                    self.fallback.recovered();
+                    let mut ids = ids.into_iter().take(granted);
+                    let first = ids.next().unwrap_or_else(random_id);
+                    let taken = Instant::now();
+                    self.lock().spares.extend(ids.map(|id| (id, taken)));
+                    Ok(self.hold(first, Kind::Shared))
+                }
+                // Contention, not an outage: the refiller backs off and tries again.
+                Err(error @ StoreError::Conflict { .. }) => Err(LimitError::Failed(Box::new(error))),
+                Err(error) => {
+                    self.fallback.failed(&error);
+                    let first = ids.into_iter().next().unwrap_or_else(random_id);
+                    self.acquire_local(first)
+                }
+            };
         }
     }
 
-    /// A shared lease within the limit; `false` at the limit.
-    async fn try_shared(&self, id: &str) -> Result<bool, StoreError> {
+    /// A spare lease of the last batch, if one is left.
+    fn take_spare(&self) -> Option<String> {
+        self.lock().spares.pop_front().map(|(id, _)| id)
+    }
+
+    /// Spares nobody took within a heartbeat interval are given back (by the heartbeat).
+    fn expire_spares(&self) {
+        let Some(stale) = Instant::now().checked_sub(self.config.heartbeat_interval) else { return };
+        let mut state = self.lock();
+        while let Some((_, taken)) = state.spares.front() {
+            if *taken > stale {
+                break;
+            }
+            let Some((id, _)) = state.spares.pop_front() else { break };
+            state.pending_release.insert(id);
+        }
+    }
+
+    /// Shared leases for `ids`, as many as fit under the limit (a prefix of `ids`): how many.
+    /// When the request goes unanswered, the first becomes doubtful (the caller makes it a local
+    /// lease) and the others are given back once DynamoDB answers, since they may have been written.
+    async fn try_shared(&self, ids: &[String]) -> Result<usize, StoreError> {
+        let mut want = ids.len();
         // At the cap, a read tells whether a slot came free: a refused transaction costs its
         // writes all the same.
         if self.at_cap.load(Ordering::Relaxed) {
-            let (active, _) = self.read_counter().await?;
-            if active >= i64::from(self.config.limit) {
-                return Ok(false);
+            want = want.min(self.free_slots().await?);
+        }
+        while want > 0 {
+            match self.acquire_shared(&ids[..want]).await {
+                Ok(Granted::Yes) => {
+                    self.at_cap.store(false, Ordering::Relaxed);
+                    return Ok(want);
+                }
+                Ok(Granted::AtLimit) if want > 1 => {
+                    // Fewer slots than waiters: take what is free (the read shrinks the batch, so
+                    // this ends).
+                    want = (want - 1).min(self.free_slots().await?);
+                }
+                Ok(Granted::AtLimit) => break,
+                // Fresh ids already written: an earlier attempt of this very transaction (an SDK
+                // retry after a lost answer) went through, and transactions are all or nothing.
+                Ok(Granted::Exists) => {
+                    self.at_cap.store(false, Ordering::Relaxed);
+                    return Ok(want);
+                }
+                Err(error @ StoreError::Conflict { .. }) => return Err(error),
+                Err(error) => {
+                    let mut state = self.lock();
+                    state.doubtful.insert(ids[0].clone());
+                    state.pending_release.extend(ids[1..want].iter().cloned());
+                    return Err(error);
+                }
             }
         }
-        let acquired = self.acquire_shared(id).await.map(|granted| granted != Granted::AtLimit);
-        match acquired {
-            Ok(got) => self.at_cap.store(!got, Ordering::Relaxed),
-            // The transaction may have gone through with the answer lost: if so, the item must
-            // not outlive this lease.
-            Err(StoreError::Conflict { .. }) => {}
-            Err(_) => {
-                self.lock().doubtful.insert(id.to_owned());
-            }
-        }
-        acquired
+        self.at_cap.store(true, Ordering::Relaxed);
+        Ok(0)
+    }
+
+    /// Slots under the limit, as the counter has them now.
+    async fn free_slots(&self) -> Result<usize, StoreError> {
+        let (active, _) = self.read_counter().await?;
+        Ok(usize::try_from(i64::from(self.config.limit) - active).unwrap_or(0))
     }
 
     /// This process's share of the limit while DynamoDB does not answer, counting every lease
@@ -457,37 +548,39 @@ impl Inner {
         Err(self.denied())
     }
 
-    /// Counter up (within the limit) and lease item in, atomically.
-    async fn acquire_shared(&self, id: &str) -> Result<Granted, StoreError> {
+    /// Counter up by `ids.len()` (within the limit) and one lease item per id in, atomically.
+    async fn acquire_shared(&self, ids: &[String]) -> Result<Granted, StoreError> {
         if !self.lock().registered {
             self.put_holder().await?;
         }
         let now = epoch_ms();
+        let count = i64::try_from(ids.len()).unwrap_or(i64::MAX);
         let counter = Update::builder()
             .table_name(&self.config.table)
             .key("pk", s(&self.counter_pk))
             .update_expression(
-                "SET active = if_not_exists(active, :zero) + :one, version = if_not_exists(version, :zero) + :one",
+                "SET active = if_not_exists(active, :zero) + :count, version = if_not_exists(version, :zero) + :one",
             )
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
-            .condition_expression("attribute_not_exists(active) OR active < :limit")
-            .expression_attribute_values(":limit", n(i64::from(self.config.limit)));
+            .expression_attribute_values(":count", n(count))
+            .condition_expression("attribute_not_exists(active) OR active <= :most")
+            .expression_attribute_values(":most", n(i64::from(self.config.limit) - count));
         let ttl = self.ttl_epoch(Duration::ZERO);
-        let put = Put::builder()
-            .table_name(&self.config.table)
-            .item("pk", s(self.lease_pk(id)))
-            .item("holder", s(&self.holder))
-            .item("created_ms", n(now))
-            .item("ttl_epoch", n(ttl))
-            .condition_expression("attribute_not_exists(pk)");
-        let items = vec![
-            TransactWriteItem::builder().update(built(counter.build())?).build(),
-            TransactWriteItem::builder().put(built(put.build())?).build(),
-        ];
+        let mut items = vec![TransactWriteItem::builder().update(built(counter.build())?).build()];
+        for id in ids {
+            let put = Put::builder()
+                .table_name(&self.config.table)
+                .item("pk", s(self.lease_pk(id)))
+                .item("holder", s(&self.holder))
+                .item("created_ms", n(now))
+                .item("ttl_epoch", n(ttl))
+                .condition_expression("attribute_not_exists(pk)");
+            items.push(TransactWriteItem::builder().put(built(put.build())?).build());
+        }
         Ok(match self.transact(items).await? {
             Outcome::Done => Granted::Yes,
-            Outcome::Refused(failed) if failed[1] => Granted::Exists,
+            Outcome::Refused(failed) if failed.iter().skip(1).any(|f| *f) => Granted::Exists,
             Outcome::Refused(_) => Granted::AtLimit,
         })
     }
@@ -675,7 +768,7 @@ impl Inner {
             let granted = if self.lease_exists(&id).await? {
                 Granted::Exists
             } else {
-                self.acquire_shared(&id).await?
+                self.acquire_shared(std::slice::from_ref(&id)).await?
             };
             let still_held = {
                 let mut state = self.lock();
@@ -712,12 +805,19 @@ impl Inner {
         let alive = self.heartbeat().await?;
         self.metrics.lease_renewals.inc();
         if !alive {
+            // Spares may have been reclaimed with the rest: given back rather than handed out.
+            {
+                let mut state = self.lock();
+                let spares: Vec<String> = state.spares.drain(..).map(|(id, _)| id).collect();
+                state.pending_release.extend(spares);
+            }
             self.put_holder().await?;
             self.register_uncounted(true).await?;
         }
         if self.fallback.recovered() || self.lock().held.values().any(|held| held.kind == Kind::Local) {
             self.register_uncounted(false).await?;
         }
+        self.expire_spares();
         let pending: Vec<String> = self.lock().pending_release.iter().cloned().collect();
         for id in pending {
             self.release_pending(&id).await;
@@ -810,7 +910,10 @@ impl Inner {
     /// registered).
     fn is_orphan(&self, id: &str) -> bool {
         let state = self.lock();
-        !state.held.contains_key(id) && !state.pending_release.contains(id) && !state.doubtful.contains(id)
+        !state.held.contains_key(id)
+            && !state.pending_release.contains(id)
+            && !state.doubtful.contains(id)
+            && !state.spares.iter().any(|(spare, _)| spare == id)
     }
 
     /// Reclaims the leases of vanished holders (and orphans of this process) and corrects the
@@ -926,6 +1029,27 @@ mod tests {
     use aws_sdk_dynamodb::types::error::TransactionCanceledException;
 
     use super::*;
+
+    #[test]
+    fn settings_are_checked() {
+        let good = ConnLeaseConfig::new("table", "abc.dsql.us-east-1.on.aws");
+        assert!(good.validate().is_ok());
+        assert_eq!((good.limit, good.batch), (10_000, 10));
+        let bad = [
+            (ConnLeaseConfig { batch: 0, ..good.clone() }, "batch must be between 1 and 99"),
+            (ConnLeaseConfig { batch: MAX_BATCH + 1, ..good.clone() }, "batch must be between 1 and 99"),
+            (ConnLeaseConfig { limit: 0, ..good.clone() }, "limit must be at least 1"),
+            (
+                ConnLeaseConfig { heartbeat_interval: Duration::from_secs(31), ..good.clone() },
+                "at most half of holder_ttl",
+            ),
+        ];
+        for (config, why) in bad {
+            let message = config.validate().unwrap_err().to_string();
+            assert!(message.contains(why) && message.contains("coordination.conn_lease"), "{message}");
+        }
+        assert!(ConnLeaseConfig { batch: MAX_BATCH, ..good }.validate().is_ok());
+    }
 
     fn cancelled_with(codes: &[&str]) -> TransactWriteItemsError {
         let mut e = TransactionCanceledException::builder();

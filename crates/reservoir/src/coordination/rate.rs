@@ -12,8 +12,8 @@ use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 use tokio::time::Instant;
 
 use super::{
-    CoordinationError, Fallback, FallbackConfig, Mode, RoundTrips, StoreError, call, check_names, epoch,
-    invalid, n, normalise_endpoint, number, request_error, s,
+    CoordinationError, Fallback, FallbackConfig, Mode, RoundTrips, StoreError, Waiting, call, check_names,
+    epoch, invalid, n, normalise_endpoint, number, request_error, s,
 };
 use crate::limit::{ConnectLimiter, LimitError, TokenBucket};
 use crate::metrics::{Metrics, millis};
@@ -114,22 +114,6 @@ type Spares = std::collections::VecDeque<(Instant, Instant)>;
 struct Claimer {
     /// The bucket's `tat` as last seen: a lower bound of the real one (claims only raise it).
     seen_tat_us: Option<i64>,
-}
-
-/// Counts a waiter for as long as it waits (also when its future is dropped).
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn new(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        Self(count)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// A [`ConnectLimiter`] whose budget is shared by every process through one DynamoDB item per
