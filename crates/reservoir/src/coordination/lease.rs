@@ -286,9 +286,7 @@ impl DynamoConnLease {
         for id in held {
             self.inner.release_lease(Lease::new(id)).await;
         }
-        let spares: Vec<String> = self.inner.lock().spares.drain(..).map(|(id, _)| id).collect();
-        for id in spares {
-            self.inner.lock().pending_release.insert(id.clone());
+        for id in self.inner.give_back_spares(None) {
             self.inner.release_pending(&id).await;
         }
         let delete = self
@@ -473,17 +471,20 @@ impl Inner {
         self.lock().spares.pop_front().map(|(id, _)| id)
     }
 
-    /// Spares nobody took within a heartbeat interval are given back (by the heartbeat).
-    fn expire_spares(&self) {
-        let Some(stale) = Instant::now().checked_sub(self.config.heartbeat_interval) else { return };
+    /// Makes the spares taken before `before` (all of them with `None`) pending releases, and
+    /// returns their ids.
+    fn give_back_spares(&self, before: Option<Instant>) -> Vec<String> {
         let mut state = self.lock();
+        let mut given = Vec::new();
         while let Some((_, taken)) = state.spares.front() {
-            if *taken > stale {
+            if before.is_some_and(|before| *taken > before) {
                 break;
             }
             let Some((id, _)) = state.spares.pop_front() else { break };
-            state.pending_release.insert(id);
+            state.pending_release.insert(id.clone());
+            given.push(id);
         }
+        given
     }
 
     /// Shared leases for `ids`, as many as fit under the limit (a prefix of `ids`): how many.
@@ -806,18 +807,17 @@ impl Inner {
         self.metrics.lease_renewals.inc();
         if !alive {
             // Spares may have been reclaimed with the rest: given back rather than handed out.
-            {
-                let mut state = self.lock();
-                let spares: Vec<String> = state.spares.drain(..).map(|(id, _)| id).collect();
-                state.pending_release.extend(spares);
-            }
+            self.give_back_spares(None);
             self.put_holder().await?;
             self.register_uncounted(true).await?;
         }
         if self.fallback.recovered() || self.lock().held.values().any(|held| held.kind == Kind::Local) {
             self.register_uncounted(false).await?;
         }
-        self.expire_spares();
+        // Spares nobody took within a heartbeat interval go back too.
+        if let Some(stale) = Instant::now().checked_sub(self.config.heartbeat_interval) {
+            self.give_back_spares(Some(stale));
+        }
         let pending: Vec<String> = self.lock().pending_release.iter().cloned().collect();
         for id in pending {
             self.release_pending(&id).await;
