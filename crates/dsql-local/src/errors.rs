@@ -66,7 +66,10 @@ impl SqlError {
     /// 25P02, every statement of a failed transaction until it ends.
     #[must_use]
     pub fn transaction_aborted() -> Self {
-        Self::error("25P02", "current transaction is aborted, commands ignored until end of transaction block")
+        Self::error(
+            "25P02",
+            "current transaction is aborted, commands ignored until end of transaction block",
+        )
     }
 
     /// 0A000, a second DDL statement in one transaction.
@@ -131,6 +134,186 @@ impl SqlError {
     pub fn access_denied(expired: bool) -> Self {
         let error = Self::fatal("28000", "unable to accept connection, access denied");
         if expired { error.with_hint("Signature expired") } else { error }
+    }
+}
+
+/// Statement refusals ([`crate::rules`]): the texts a real cluster answers with. Where a text was
+/// not recorded on a cluster, the rules module's table marks it "inferred".
+impl SqlError {
+    /// 0A000 `unsupported transaction statement: SAVEPOINT` (also `RELEASE`, `ROLLBACK TO`).
+    #[must_use]
+    pub fn unsupported_transaction_statement(what: &str) -> Self {
+        Self::error("0A000", format!("unsupported transaction statement: {what}"))
+    }
+
+    /// 0A000 `Unsupported isolation level: SERIALIZABLE` (the level in upper case).
+    #[must_use]
+    pub fn unsupported_isolation_level(level: &str) -> Self {
+        Self::error("0A000", format!("Unsupported isolation level: {}", level.to_ascii_uppercase()))
+    }
+
+    /// 0A000 `setting configuration parameter "<name>" not supported` (`TRANSACTION`,
+    /// `default_transaction_isolation`, `role`, ...).
+    #[must_use]
+    pub fn setting_not_supported(name: &str) -> Self {
+        Self::error("0A000", format!("setting configuration parameter \"{name}\" not supported"))
+    }
+
+    /// 0A000 `<WHAT> not supported`, DSQL's short form for some statements (`CREATE TRIGGER`,
+    /// `CREATE TYPE`, `ALTER TYPE`).
+    #[must_use]
+    pub fn not_supported(what: &str) -> Self {
+        Self::error("0A000", format!("{what} not supported"))
+    }
+
+    /// 0A000 `unsupported object in <RENAME|DROP> statement` (a user type).
+    #[must_use]
+    pub fn unsupported_object_in(statement: &str) -> Self {
+        Self::error("0A000", format!("unsupported object in {statement} statement"))
+    }
+
+    /// 0A000 `<clause> not supported for <statement>`, e.g. `TEMPORARY or TEMP table not supported
+    /// for CREATE TABLE`, `CONCURRENTLY not supported for CREATE INDEX`.
+    #[must_use]
+    pub fn clause_not_supported(clause: &str, statement: &str) -> Self {
+        Self::error("0A000", format!("{clause} not supported for {statement}"))
+    }
+
+    /// 42704 `type "<name>" does not exist` (`serial`, `bigserial`, `smallserial`).
+    #[must_use]
+    pub fn type_does_not_exist(name: &str) -> Self {
+        Self::error("42704", format!("type \"{name}\" does not exist"))
+    }
+
+    /// 0A000 `datatype <type> not supported` (`money`, `integer[]`, `bit varying`, ...).
+    #[must_use]
+    pub fn datatype_not_supported(display: &str) -> Self {
+        Self::error("0A000", format!("datatype {display} not supported"))
+    }
+
+    /// 0A000 `datatype <type> is not supported in a key` (`bytea` in a primary key, unique
+    /// constraint or index).
+    #[must_use]
+    pub fn datatype_not_in_key(display: &str) -> Self {
+        Self::error("0A000", format!("datatype {display} is not supported in a key"))
+    }
+
+    /// 54000 `Datatype limit greater than <n> bytes not supported for <type>`: a declared
+    /// `varchar`/`char` length over DSQL's limit.
+    #[must_use]
+    pub fn datatype_limit(limit: u32, type_name: &str) -> Self {
+        Self::error(
+            "54000",
+            format!("Datatype limit greater than {limit} bytes not supported for {type_name}"),
+        )
+    }
+
+    /// 0A000, a `CREATE SEQUENCE` without a `CACHE` of 1 or at least 65536.
+    #[must_use]
+    pub fn sequence_cache() -> Self {
+        Self::error(
+            "0A000",
+            "CREATE SEQUENCE is not supported without an explicit cache size. please define CACHE greater than or equal to 65536 or equal to 1",
+        )
+    }
+
+    /// 0A000, an `ALTER SEQUENCE ... CACHE n` with n neither 1 nor at least 65536.
+    #[must_use]
+    pub fn alter_sequence_cache() -> Self {
+        Self::error(
+            "0A000",
+            "ALTER SEQUENCE is not supported without an explicit cache size. please define CACHE greater than or equal to 65536 or equal to 1",
+        )
+    }
+
+    /// 0A000, an identity column without a `CACHE` of 1 or at least 65536.
+    #[must_use]
+    pub fn identity_cache() -> Self {
+        Self::error(
+            "0A000",
+            "identity column is not supported without an explicit cache size. please define CACHE greater than or equal to 65536 or equal to 1",
+        )
+    }
+
+    /// 0A000 `datatype <type> not supported, identity column type must be bigint`.
+    #[must_use]
+    pub fn identity_type(display: &str) -> Self {
+        Self::error("0A000", format!("datatype {display} not supported, identity column type must be bigint"))
+    }
+
+    /// 0A000, a `CREATE INDEX` without `ASYNC`.
+    #[must_use]
+    pub fn index_not_async() -> Self {
+        Self::error("0A000", "unsupported mode. please use CREATE INDEX ASYNC.")
+    }
+
+    /// 0A000, `ASC`/`DESC` on a key of `CREATE INDEX ASYNC`.
+    #[must_use]
+    pub fn index_sort_order() -> Self {
+        Self::error("0A000", "specifying sort order not supported for index keys")
+    }
+
+    /// 0A000, an operator class on a key of `CREATE INDEX ASYNC`.
+    #[must_use]
+    pub fn index_opclass() -> Self {
+        Self::error("0A000", "opclass not supported for index keys")
+    }
+
+    /// 0A000 `unsupported ALTER TABLE <what> statement` (`ADD CONSTRAINT`, `VALIDATE CONSTRAINT`,
+    /// `ALTER COLUMN ... SET DATA TYPE`, ...).
+    #[must_use]
+    pub fn unsupported_alter_table(what: &str) -> Self {
+        Self::error("0A000", format!("unsupported ALTER TABLE {what} statement"))
+    }
+
+    /// 0A000, `ALTER TABLE ... ADD COLUMN` with any inline constraint (also `DEFAULT`, `NOT NULL`,
+    /// identity).
+    #[must_use]
+    pub fn add_column_with_constraint() -> Self {
+        Self::error("0A000", "ALTER TABLE ADD COLUMN with constraint not supported")
+    }
+
+    /// 0A000 `CREATE FUNCTION with language <lang> not supported`.
+    #[must_use]
+    pub fn function_language(language: &str) -> Self {
+        Self::error("0A000", format!("CREATE FUNCTION with language {language} not supported"))
+    }
+
+    /// 0A000 `PROCEDURE is not supported`.
+    #[must_use]
+    pub fn procedure() -> Self {
+        Self::error("0A000", "PROCEDURE is not supported")
+    }
+
+    /// 0A000 `unsupported VACUUM statement`.
+    #[must_use]
+    pub fn vacuum() -> Self {
+        Self::error("0A000", "unsupported VACUUM statement")
+    }
+
+    /// 0A000, `FOR SHARE` / `FOR NO KEY UPDATE`.
+    #[must_use]
+    pub fn locking_clause() -> Self {
+        Self::error("0A000", "locking clauses other than FOR UPDATE/FOR KEY SHARE are not supported")
+    }
+
+    /// 0A000 `TABLESAMPLE clause not supported`.
+    #[must_use]
+    pub fn tablesample() -> Self {
+        Self::error("0A000", "TABLESAMPLE clause not supported")
+    }
+
+    /// 42704 `text search configuration "<name>" does not exist`: DSQL has no text search
+    /// configurations.
+    #[must_use]
+    pub fn text_search_configuration(name: &str) -> Self {
+        Self::error("42704", format!("text search configuration \"{name}\" does not exist"))
+    }
+
+    /// 42601 `syntax error at or near "<token>"`.
+    #[must_use]
+    pub fn syntax_error_at(token: &str) -> Self {
+        Self::error("42601", format!("syntax error at or near \"{token}\""))
     }
 }
 
