@@ -32,7 +32,7 @@
 //! | `serial`, `bigserial`, `smallserial` (+ `serial2/4/8`) column | 42704 | `type "serial" does not exist` (the name written) | recorded (serial), inferred (others) |
 //! | unsupported column type (`CREATE TABLE`, `ADD COLUMN`, `CREATE DOMAIN`) | 0A000 | `datatype money not supported` (PostgreSQL's display name: `bit varying`, `integer[]`) | recorded: money xml inet cidr macaddr point line lseg box path polygon circle tsvector tsquery int4range tsrange bit varbit pg_lsn int[] text[]; inferred: macaddr8, other ranges and multiranges, pg_snapshot, txid_snapshot, domain base types |
 //! | `json`, `jsonb`, `bytea` and the other types above are fine as columns except where listed | – | – | recorded (types.json: json, jsonb, bytea accepted) |
-//! | `bytea` / `jsonb` / `json` in a key (inline or table `PRIMARY KEY`, `UNIQUE`) | 0A000 | `datatype bytea is not supported in a key` | reference (bytea), inferred (jsonb seen in a third-party log, json) |
+//! | `bytea` / `jsonb` / `json` in a key (inline or table `PRIMARY KEY`, `UNIQUE`; an index on an existing table through [`Statement::key_type_check`]) | 0A000 | `datatype bytea is not supported in a key` | reference (bytea), inferred (jsonb seen in a third-party log, json) |
 //! | `varchar(n)`, n > 65535 | 54000 | `Datatype limit greater than 65535 bytes not supported for varchar` | reference |
 //! | `char(n)`, n > 4096 | 54000 | `Datatype limit greater than 4096 bytes not supported for char` | reference |
 //! | identity column without `CACHE` 1 or ≥ 65536 | 0A000 | `identity column is not supported without an explicit cache size. please define CACHE greater than or equal to 65536 or equal to 1` | recorded (missing), inferred (invalid value) |
@@ -98,9 +98,12 @@
 //! - `CREATE INDEX`: `CONCURRENTLY`, then missing `ASYNC`, then `USING`, sort order, opclass.
 //! - `CREATE PROCEDURE` before the language check.
 //!
+//! A `CREATE INDEX ASYNC` keying a `bytea`/`jsonb`/`json` column of an existing table needs the
+//! catalog: [`Statement::key_type_check`] gives the engine the query to ask it.
+//!
 //! Not decided here (they need the catalog or run time; the engine or PostgreSQL answers):
-//! dropping a primary-key column (`cannot drop primary key column id`), a `CREATE INDEX ASYNC` on
-//! a `bytea` column of an existing table, limits on counts (tables, indexes, columns), key sizes.
+//! dropping a primary-key column (`cannot drop primary key column id`), limits on counts
+//! (tables, indexes, columns), key sizes.
 //! `SELECT sys.wait_for_job(...)` passes (a Read): on DSQL it is a procedure, so a `SELECT` of it
 //! fails there with 42809 `sys.wait_for_job(text) is a procedure`; PostgreSQL answers the same if
 //! the gateway creates it as a procedure.
@@ -108,12 +111,15 @@
 mod async_syntax;
 mod classify;
 mod ddl;
+mod key_check;
 mod probe;
 mod query;
 mod session;
 mod types;
 
 use std::ops::Range;
+
+pub use key_check::KeyTypeCheck;
 
 use crate::errors::SqlError;
 
@@ -134,6 +140,20 @@ pub struct Statement {
     pub refusal: Option<SqlError>,
     /// The statement starts an asynchronous job on DSQL, answered with one row, `job_id`.
     pub async_job: Option<AsyncJob>,
+}
+
+impl Statement {
+    /// For `CREATE [UNIQUE] INDEX ASYNC` on an existing table, the catalog query that finds a key
+    /// column of a type DSQL refuses in a key (`bytea`, `jsonb`, `json`): DSQL answers
+    /// `datatype bytea is not supported in a key` at once, where PostgreSQL would build the index.
+    /// `None` for any other statement (and for keys that are all expressions).
+    #[must_use]
+    pub fn key_type_check(&self) -> Option<KeyTypeCheck> {
+        if self.async_job != Some(AsyncJob::IndexBuild) {
+            return None;
+        }
+        key_check::for_index(&self.upstream_sql)
+    }
 }
 
 /// What a statement is, as the engine's transaction rules need it.

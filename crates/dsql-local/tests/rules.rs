@@ -872,3 +872,38 @@ async fn async_index_upstream_runs_on_postgresql() {
     let db = error.as_db_error().expect("a server error");
     assert_eq!((db.code().code(), db.message()), ("42601", "syntax error at or near \".\""));
 }
+
+/// `CREATE INDEX ASYNC` on a `bytea` (or `jsonb`) column of an existing table: the catalog query
+/// the engine runs names the first refused key type; allowed keys give no row.
+#[tokio::test]
+async fn index_key_type_check_asks_the_catalog() {
+    let config = tdsql_test_support::fresh_database("rules_keys").await;
+    let client = tdsql_test_support::connect(&config).await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA app;
+             CREATE TABLE blobs (id int PRIMARY KEY, data bytea, doc jsonb, name text);
+             CREATE TABLE app.blobs (id int PRIMARY KEY, data text, doc jsonb);",
+        )
+        .await
+        .expect("fixture");
+    let cases = [
+        ("CREATE INDEX ASYNC i ON blobs (name, data)", Some("bytea")),
+        ("CREATE UNIQUE INDEX ASYNC IF NOT EXISTS i ON blobs (doc, data)", Some("jsonb")),
+        ("CREATE INDEX ASYNC i ON blobs (name) INCLUDE (data)", None),
+        ("CREATE INDEX ASYNC i ON blobs (id, name)", None),
+        ("CREATE INDEX ASYNC ON app.blobs (data)", None),
+        ("CREATE INDEX ASYNC ON app.blobs (id, doc)", Some("jsonb")),
+    ];
+    for (sql, refused) in cases {
+        let check = one(sql).key_type_check().unwrap_or_else(|| panic!("`{sql}` has a key check"));
+        let rows = client
+            .query(check.sql, &[&check.table, &check.schema, &check.columns])
+            .await
+            .unwrap_or_else(|e| panic!("`{sql}`: {}", tdsql_test_support::describe(&e)));
+        let got: Option<String> = rows.first().map(|r| r.get(0));
+        assert_eq!(got.as_deref(), refused, "{sql}");
+    }
+    assert_eq!(one("CREATE INDEX ASYNC e ON blobs ((lower(name)))").key_type_check(), None);
+    assert_eq!(one("CREATE TABLE x (id int)").key_type_check(), None);
+}
