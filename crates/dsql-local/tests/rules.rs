@@ -907,3 +907,31 @@ async fn index_key_type_check_asks_the_catalog() {
     assert_eq!(one("CREATE INDEX ASYNC e ON blobs ((lower(name)))").key_type_check(), None);
     assert_eq!(one("CREATE TABLE x (id int)").key_type_check(), None);
 }
+
+/// The project's own Temporal-on-DSQL schema (crates/schema) is what DSQL accepts: every
+/// statement passes (DDL, and the seed row's INSERT).
+#[test]
+fn the_embedded_dsql_schema_passes() {
+    for (file, sql) in [
+        ("v1.0/schema.sql", include_str!("../../schema/sql/temporal/versioned/v1.0/schema.sql")),
+        (
+            "v1.1/current_chasm_executions.sql",
+            include_str!("../../schema/sql/temporal/versioned/v1.1/current_chasm_executions.sql"),
+        ),
+    ] {
+        let statements = analyze(sql);
+        assert!(!statements.is_empty(), "{file}");
+        for s in &statements {
+            assert_eq!(s.refusal, None, "{file}: `{}`", &sql[s.span.clone()]);
+            assert!(
+                matches!(s.kind, Kind::Ddl { .. } | Kind::Write { .. }),
+                "{file}: `{}` is {:?}",
+                &sql[s.span.clone()],
+                s.kind
+            );
+        }
+        let tables = statements.iter().filter(|s| sql[s.span.clone()].starts_with("CREATE TABLE")).count();
+        let indexes = statements.iter().filter(|s| s.kind == (Kind::Ddl { async_index: true })).count();
+        println!("{file}: {} statements, {tables} tables, {indexes} async indexes", statements.len());
+    }
+}
