@@ -255,10 +255,10 @@ pub fn analyze(sql: &str) -> Vec<Statement> {
 /// The statement's byte range without the whitespace PostgreSQL leaves around it. A length of 0
 /// means "to the end of the text".
 fn trimmed_span(sql: &str, location: i32, len: i32) -> Range<usize> {
-    let start = usize::try_from(location).unwrap_or(0).min(sql.len());
+    let start = floor_char_boundary(sql, usize::try_from(location).unwrap_or(0));
     let end = match usize::try_from(len) {
         Ok(0) | Err(_) => sql.len(),
-        Ok(len) => (start + len).min(sql.len()),
+        Ok(len) => floor_char_boundary(sql, start + len),
     };
     let text = &sql[start..end];
     let leading = text.len() - text.trim_start().len();
@@ -268,4 +268,14 @@ fn trimmed_span(sql: &str, location: i32, len: i32) -> Range<usize> {
     let end = if sql[start..end].ends_with(';') { end - 1 } else { end };
     let text = &sql[start..end];
     start..start + text.trim_end().len()
+}
+
+/// `at`, or the nearest char boundary before it (PostgreSQL's locations are byte offsets at
+/// token boundaries; this keeps slicing safe whatever they are).
+fn floor_char_boundary(sql: &str, at: usize) -> usize {
+    let mut at = at.min(sql.len());
+    while !sql.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }

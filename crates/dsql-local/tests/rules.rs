@@ -614,6 +614,13 @@ fn statements_split_with_their_spans() {
     );
     assert_eq!(statements[1].kind, write(Some(Probe::Rows(1))));
 
+    let sql = "SELECT 'é' AS \"日本\"; -- ü\nSELECT 'ü';";
+    let statements = analyze(sql);
+    assert_eq!(
+        statements.iter().map(|s| &sql[s.span.clone()]).collect::<Vec<_>>(),
+        ["SELECT 'é' AS \"日本\"", "SELECT 'ü'"]
+    );
+
     for empty in ["", "   ", ";", " ; ;", "-- only a comment", "/* c */"] {
         assert_eq!(analyze(empty), Vec::new(), "{empty:?}");
     }
