@@ -27,6 +27,11 @@ pub const MAX_EXPIRES_SECS: u64 = 604_800;
 /// SigV4's usual tolerance for clocks that disagree a little.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 
+/// The longest token looked at: an SDK token with a long STS session token is about 2 KiB.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Most query parameters a token may have (the SDK writes 7 or 8).
+const MAX_PARAMS: usize = 32;
+
 /// The signing service name of DSQL tokens.
 const SERVICE: &str = "dsql";
 /// The only algorithm DSQL tokens use.
@@ -428,6 +433,9 @@ impl Params {
     fn parse(query: &str) -> Result<Self, TokenRejection> {
         let mut pairs: Vec<(String, String)> = Vec::new();
         for piece in query.split('&').filter(|piece| !piece.is_empty()) {
+            if pairs.len() == MAX_PARAMS {
+                return Err(malformed(format!("more than {MAX_PARAMS} query parameters")));
+            }
             let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
             let name = form_decode(name)?;
             let value = form_decode(value)?;
@@ -489,6 +497,12 @@ impl ParsedToken {
     fn parse(token: &str) -> Result<Self, TokenRejection> {
         if token.is_empty() {
             return Err(malformed("the token is empty"));
+        }
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(malformed(format!(
+                "the token is {} bytes, longer than {MAX_TOKEN_BYTES}",
+                token.len()
+            )));
         }
         let (host, query) = token
             .split_once("/?")

@@ -282,6 +282,8 @@ async fn malformed_tokens_are_malformed() {
         ("invalid percent-encoding", token.replace("%2Fdsql", "%FFdsql")),
         ("garbage", "\u{0}\u{7f}ÿ/?&&==%%%\u{1F600}".to_owned()),
         ("space in host", format!("bad host{}", &token[HOST.len()..])),
+        ("huge", format!("{token}&padding={}", "x".repeat(20_000))),
+        ("many parameters", format!("{token}{}", (0..40).map(|i| format!("&p{i}=1")).collect::<String>())),
     ];
     for (what, token) in cases {
         match verifier().verify(&token, "app", now) {
