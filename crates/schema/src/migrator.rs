@@ -182,7 +182,7 @@ impl fmt::Display for Plan {
                 if let Some(index) = &step.awaits_index {
                     writeln!(
                         f,
-                        "-- then wait for the job of index {index}: SELECT sys.wait_for_job('<job_id>');"
+                        "-- then wait for the job of index {index}: CALL sys.wait_for_job('<job_id>');"
                     )?;
                 }
             }
@@ -795,28 +795,36 @@ impl<'a> Migrator<'a> {
         Ok(())
     }
 
-    /// Blocks on `sys.wait_for_job`; a job that did not succeed is an error with its details.
+    /// Blocks on `sys.wait_for_job`, then reads the job's outcome from `sys.jobs`; a job that did
+    /// not complete is an error with its details. DSQL's `sys.wait_for_job` is a procedure: a
+    /// `SELECT` of it fails there with 42809, so it is `CALL`ed (recorded on a real cluster).
     async fn wait_for_job(&self, index: &str, job_id: &str) -> Result<(), MigrateError> {
-        let wait = format!("SELECT sys.wait_for_job({})", quote_literal(job_id));
+        let wait = format!("CALL sys.wait_for_job({})", quote_literal(job_id));
+        self.retried(
+            || format!("waiting for the job {job_id} of index {index}"),
+            || self.client.simple_query(&wait),
+        )
+        .await?;
+        let outcome = format!(
+            "SELECT status::text, details::text FROM sys.jobs WHERE job_id::text = {}",
+            quote_literal(job_id)
+        );
         let rows = self
             .retried(
-                || format!("waiting for the job {job_id} of index {index}"),
-                || self.client.simple_query(&wait),
+                || format!("reading the outcome of the job {job_id} of index {index}"),
+                || self.client.simple_query(&outcome),
             )
             .await?;
-        let succeeded = rows.iter().any(
-            |m| matches!(m, SimpleQueryMessage::Row(row) if matches!(row.try_get(0), Ok(Some("t" | "true")))),
-        );
-        if succeeded {
+        let outcome = rows.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        });
+        let (status, details) = outcome
+            .map_or((None, None), |row| (row.get(0).map(str::to_owned), row.get(1).map(str::to_owned)));
+        if status.as_deref() == Some("completed") {
             return Ok(());
         }
-        let details = self
-            .client
-            .query_opt("SELECT details::text FROM sys.jobs WHERE job_id::text = $1", &[&job_id])
-            .await
-            .ok()
-            .flatten()
-            .and_then(|row| row.get(0));
+        let details = details.or_else(|| status.map(|s| format!("status {s}")));
         Err(MigrateError::IndexJobFailed { index: index.to_owned(), job_id: job_id.to_owned(), details })
     }
 
