@@ -81,6 +81,9 @@ pub struct ConnectConfig {
     pub connect_timeout: Duration,
     /// `application_name` reported to the server.
     pub application_name: Option<String>,
+    /// With [`Tls::VerifyFull`]: trust only the CA certificates in this PEM file instead of the
+    /// webpki roots (dsql-local's local CA); verification and SNI are unchanged.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl ConnectConfig {
@@ -95,6 +98,7 @@ impl ConnectConfig {
             tls: Tls::VerifyFull,
             connect_timeout: Duration::from_secs(10),
             application_name: Some("tdsql-reservoir".to_owned()),
+            ca_file: None,
         }
     }
 
@@ -114,6 +118,7 @@ impl ConnectConfig {
             tls: Tls::Disabled,
             connect_timeout: Duration::from_secs(10),
             application_name: Some("tdsql-reservoir".to_owned()),
+            ca_file: None,
         }
     }
 }
@@ -134,6 +139,14 @@ pub enum ConnectError {
     /// The TLS client could not be set up.
     #[error("setting up TLS failed")]
     TlsSetup(#[source] rustls::Error),
+    /// The CA file given as `ca_file` could not be read or holds no usable certificate.
+    #[error("cannot use {} as the CA to trust: {reason}", path.display())]
+    CaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
     /// DSQL refused an IAM token that had expired (`HINT: Signature expired`).
     #[error(
         "{host} refused the IAM token of {user} as expired (signature expired): check this machine's \
@@ -353,11 +366,28 @@ impl fmt::Debug for PgConnector {
 }
 
 /// A rustls client config on the aws-lc-rs provider (chosen explicitly, so no process-wide default
-/// is needed) trusting the webpki roots, which include Amazon Root CA 1.
-fn rustls_config() -> Result<rustls::ClientConfig, rustls::Error> {
-    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+/// is needed) trusting the webpki roots, which include Amazon Root CA 1, or only the CAs of
+/// `ca_file`.
+fn rustls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, ConnectError> {
+    let roots = match ca_file {
+        None => rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
+        Some(path) => {
+            use rustls::pki_types::CertificateDer;
+            use rustls::pki_types::pem::PemObject as _;
+            let failed = |reason: String| ConnectError::CaFile { path: path.to_owned(), reason };
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| failed(e.to_string()))? {
+                roots.add(cert.map_err(|e| failed(e.to_string()))?).map_err(|e| failed(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(failed("it holds no certificate".to_owned()));
+            }
+            roots
+        }
+    };
     Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()?
+        .with_safe_default_protocol_versions()
+        .map_err(ConnectError::TlsSetup)?
         .with_root_certificates(roots)
         .with_no_client_auth())
 }
@@ -366,10 +396,11 @@ impl PgConnector {
     /// A connector for `config`, asking `tokens` for the password of every new connection.
     ///
     /// # Errors
-    /// [`ConnectError::TlsSetup`] when the TLS client cannot be built.
+    /// [`ConnectError::TlsSetup`] when the TLS client cannot be built, [`ConnectError::CaFile`]
+    /// when `ca_file` is not a usable PEM file.
     pub fn new(config: ConnectConfig, tokens: Arc<dyn TokenProvider>) -> Result<Self, ConnectError> {
         let tls = match config.tls {
-            Tls::VerifyFull => Some(MakeRustlsConnect::new(rustls_config().map_err(ConnectError::TlsSetup)?)),
+            Tls::VerifyFull => Some(MakeRustlsConnect::new(rustls_config(config.ca_file.as_deref())?)),
             Tls::Disabled => None,
         };
         Ok(Self { config, tokens, tls })
