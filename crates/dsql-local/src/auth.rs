@@ -351,28 +351,110 @@ impl TokenVerifier {
     /// Recomputes the SigV4 signature of the token's canonical request with the local secret and
     /// compares it with the token's in constant time.
     fn check_signature(&self, parsed: &ParsedToken) -> Result<(), TokenRejection> {
-        let canonical_request = format!(
-            "GET\n/\n{query}\nhost:{host}\n\nhost\n{EMPTY_PAYLOAD_SHA256}",
-            query = parsed.canonical_query,
-            host = parsed.host,
+        let expected = signature(
+            &self.keys.secret_access_key,
+            &self.region,
+            &parsed.scope_date,
+            &parsed.amz_date,
+            &parsed.host,
+            &parsed.canonical_query,
         );
-        let scope = format!("{}/{}/{SERVICE}/aws4_request", parsed.scope_date, self.region);
-        let string_to_sign = format!(
-            "{ALGORITHM}\n{date}\n{scope}\n{hash}",
-            date = parsed.amz_date,
-            hash = hex(&Sha256::digest(canonical_request.as_bytes())),
-        );
-
-        let secret = format!("AWS4{}", self.keys.secret_access_key);
-        let date_key = hmac(secret.as_bytes(), parsed.scope_date.as_bytes());
-        let region_key = hmac(&date_key, self.region.as_bytes());
-        let service_key = hmac(&region_key, SERVICE.as_bytes());
-        let signing_key = hmac(&service_key, b"aws4_request");
-
-        let mut mac = HmacSha256::new_from_slice(&signing_key).expect("HMAC takes keys of any length");
-        mac.update(string_to_sign.as_bytes());
-        mac.verify_slice(&parsed.signature).map_err(|_| TokenRejection::BadSignature)
+        // Constant time: every byte is compared whatever the first difference.
+        let difference = expected.iter().zip(parsed.signature).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if difference == 0 { Ok(()) } else { Err(TokenRejection::BadSignature) }
     }
+}
+
+/// The SigV4 signature of a presigned `GET https://<host>/?<canonical_query>` for service `dsql`,
+/// signed header `host` and the empty payload, as aws-sdk-dsql's token generator signs it.
+fn signature(
+    secret: &str,
+    region: &str,
+    scope_date: &str,
+    amz_date: &str,
+    host: &str,
+    canonical_query: &str,
+) -> [u8; 32] {
+    let canonical_request = format!("GET\n/\n{canonical_query}\nhost:{host}\n\nhost\n{EMPTY_PAYLOAD_SHA256}");
+    let scope = format!("{scope_date}/{region}/{SERVICE}/aws4_request");
+    let string_to_sign = format!(
+        "{ALGORITHM}\n{amz_date}\n{scope}\n{hash}",
+        hash = hex(&Sha256::digest(canonical_request.as_bytes()))
+    );
+    let date_key = hmac(format!("AWS4{secret}").as_bytes(), scope_date.as_bytes());
+    let region_key = hmac(&date_key, region.as_bytes());
+    let service_key = hmac(&region_key, SERVICE.as_bytes());
+    let signing_key = hmac(&service_key, b"aws4_request");
+    hmac(&signing_key, string_to_sign.as_bytes())
+}
+
+/// Why a token could not be signed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignError {
+    /// The lifetime is outside what DSQL accepts.
+    #[error("a token lifetime of {0:?} is outside 1 s to 1 week (604800 s)")]
+    Lifetime(Duration),
+    /// The clock is before 1970.
+    #[error("the system clock is before 1970")]
+    Clock,
+}
+
+/// Signs an IAM auth token for `host` as aws-sdk-dsql does (a SigV4 presigned URL without its
+/// `https://`), with the local key pair: the password for a client of the gateway that has no
+/// AWS SDK (psql, the fork's `go test` runs). `DbConnectAdmin` for `admin`, `DbConnect` otherwise.
+///
+/// # Errors
+/// A lifetime outside 1 s ..= 1 week, or a clock before 1970.
+pub fn sign_token(
+    keys: &KeyPair,
+    host: &str,
+    region: &str,
+    action: Action,
+    expires_in: Duration,
+    now: SystemTime,
+) -> Result<String, SignError> {
+    let secs = expires_in.as_secs();
+    if !(1..=MAX_EXPIRES_SECS).contains(&secs) {
+        return Err(SignError::Lifetime(expires_in));
+    }
+    let unix = now.duration_since(UNIX_EPOCH).map_err(|_| SignError::Clock)?.as_secs();
+    let (year, month, day) = civil_from_days(unix / 86_400);
+    let of_day = unix % 86_400;
+    let scope_date = format!("{year:04}{month:02}{day:02}");
+    let amz_date = format!("{scope_date}T{:02}{:02}{:02}Z", of_day / 3600, of_day / 60 % 60, of_day % 60);
+    let credential = format!("{}/{scope_date}/{region}/{SERVICE}/aws4_request", keys.access_key_id);
+    let params = [
+        ("Action", action.as_str().to_owned()),
+        ("X-Amz-Algorithm", ALGORITHM.to_owned()),
+        ("X-Amz-Credential", credential),
+        ("X-Amz-Date", amz_date.clone()),
+        ("X-Amz-Expires", secs.to_string()),
+        ("X-Amz-SignedHeaders", "host".to_owned()),
+    ];
+    // Already in canonical (sorted) order.
+    let query = params
+        .iter()
+        .map(|(name, value)| format!("{name}={}", percent_encode(value.as_bytes(), SIGV4_ENCODE)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let signature = signature(&keys.secret_access_key, region, &scope_date, &amz_date, host, &query);
+    Ok(format!("{host}/?{query}&X-Amz-Signature={}", hex(&signature)))
+}
+
+/// Year, month and day of the `days`-th day after 1970-01-01 (proleptic Gregorian).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    // Howard Hinnant's algorithm, shifted to start the era on 0000-03-01.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 /// HMAC-SHA256 of `data` under `key`.
@@ -676,6 +758,50 @@ fn days_from_civil(year: u32, month: u32, day: u32) -> u64 {
     let leap_days = leaps_before(u64::from(year) - 1) - leaps_before(1969);
     let month_days: u32 = (1..month).map(|m| days_in_month(year, m)).sum();
     years * 365 + leap_days + u64::from(month_days) + u64::from(day - 1)
+}
+
+#[cfg(test)]
+mod sign_tests {
+    use super::*;
+
+    #[test]
+    fn signed_tokens_verify_and_only_with_the_right_key() {
+        let keys = KeyPair::new("AKIDLOCAL", "local-secret");
+        let now = UNIX_EPOCH + Duration::from_secs(1_796_300_000);
+        let token = sign_token(
+            &keys,
+            "localhost",
+            "us-east-1",
+            Action::DbConnectAdmin,
+            Duration::from_secs(900),
+            now,
+        )
+        .unwrap();
+        let verifier = TokenVerifier::new("us-east-1", vec!["localhost".to_owned()], keys);
+        verifier.verify(&token, "admin", now + Duration::from_secs(10)).expect("our own token verifies");
+        let other =
+            TokenVerifier::new("us-east-1", vec!["localhost".to_owned()], KeyPair::new("AKIDLOCAL", "other"));
+        assert!(matches!(other.verify(&token, "admin", now), Err(TokenRejection::BadSignature)));
+        assert!(verifier.verify(&token, "admin", now + Duration::from_secs(901)).unwrap_err().is_expired());
+        assert!(
+            sign_token(&KeyPair::new("a", "b"), "h", "r", Action::DbConnect, Duration::ZERO, now).is_err()
+        );
+    }
+
+    #[test]
+    fn civil_dates_round_trip() {
+        for days in [0, 59, 60, 365, 10_957, 11_016, 20_000, 20_790] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(
+                days_from_civil(
+                    u32::try_from(y).unwrap(),
+                    u32::try_from(m).unwrap(),
+                    u32::try_from(d).unwrap()
+                ),
+                days
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,244 @@
+//! What the gateway costs, in one run against the harness's PostgreSQL: a read-only workload
+//! (pgbench's select-only: one primary-key lookup per transaction) directly and through the
+//! gateway, by the extended and the simple protocol; the connect time (TLS, token check and the
+//! upstream login); the gateway's memory per idle connection (a separate gateway process, RSS).
+//!
+//! `cargo bench -p tdsql-dsql-local --bench gateway` with the harness's services
+//! (`cargo xtask test --serve`). `BENCH_SECS` (default 10) sets each run's length, `BENCH_CLIENTS`
+//! (default 8) the concurrent connections.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tdsql_dsql_local::auth::KeyPair;
+use tdsql_dsql_local::limits::ConnectionLimits;
+use tdsql_dsql_local::{Gateway, GatewayConfig, TxnLimits, UpstreamConfig, certs};
+
+const KEY_ID: &str = "AKIDBENCH";
+const SECRET: &str = "bench-secret-0123456789";
+const ROWS: i32 = 100_000;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+async fn token() -> String {
+    let credentials = aws_credential_types::Credentials::from_keys(KEY_ID, SECRET, None);
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(credentials)
+        .load()
+        .await;
+    let config =
+        aws_sdk_dsql::auth_token::Config::builder().hostname("localhost").expires_in(3600).build().unwrap();
+    aws_sdk_dsql::auth_token::AuthTokenGenerator::new(config)
+        .db_connect_admin_auth_token(&sdk)
+        .await
+        .unwrap()
+        .to_string()
+}
+
+struct Target {
+    name: &'static str,
+    config: tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+impl Target {
+    async fn connect(&self) -> tokio_postgres::Client {
+        match &self.tls {
+            Some(tls) => {
+                let (client, conn) = self.config.connect(tls.clone()).await.unwrap();
+                tokio::spawn(conn);
+                client
+            }
+            None => {
+                let (client, conn) = self.config.connect(tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                client
+            }
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Runs the select-only workload for `secs` on `clients` connections; returns (tps, p50, p99).
+async fn workload(target: &Target, clients: usize, secs: u64, simple: bool) -> (f64, Duration, Duration) {
+    let mut tasks = Vec::new();
+    let start = Instant::now() + Duration::from_millis(200);
+    let end = start + Duration::from_secs(secs);
+    for c in 0..clients {
+        let client = target.connect().await;
+        tasks.push(tokio::spawn(async move {
+            let statement =
+                client.prepare("SELECT abalance FROM bench_accounts WHERE aid = $1").await.unwrap();
+            let mut latencies = Vec::new();
+            let mut seed = 0x2545_f491_u32.wrapping_add(u32::try_from(c).unwrap());
+            tokio::time::sleep_until(start.into()).await;
+            while Instant::now() < end {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                let aid = i32::try_from(seed % u32::try_from(ROWS).unwrap()).unwrap() + 1;
+                let began = Instant::now();
+                if simple {
+                    client
+                        .simple_query(&format!("SELECT abalance FROM bench_accounts WHERE aid = {aid}"))
+                        .await
+                        .unwrap();
+                } else {
+                    client.query_one(&statement, &[&aid]).await.unwrap();
+                }
+                latencies.push(began.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all.sort_unstable();
+    (all.len() as f64 / secs as f64, percentile(&all, 0.5), percentile(&all, 0.99))
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let secs = env_or("BENCH_SECS", 10);
+    let clients = usize::try_from(env_or("BENCH_CLIENTS", 8)).unwrap();
+    let upstream = tdsql_test_support::fresh_database("bench_gateway").await;
+    let setup = tdsql_test_support::connect(&upstream).await;
+    setup
+        .batch_execute(&format!(
+            "CREATE TABLE bench_accounts (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
+             INSERT INTO bench_accounts SELECT g, 1, 0, '' FROM generate_series(1, {ROWS}) g; ANALYZE bench_accounts"
+        ))
+        .await
+        .unwrap();
+    let url = format!(
+        "postgres://{}:{}@127.0.0.1:{}/{}",
+        upstream.get_user().unwrap(),
+        String::from_utf8_lossy(upstream.get_password().unwrap()),
+        upstream.get_ports()[0],
+        upstream.get_dbname().unwrap()
+    );
+    let pki = std::env::temp_dir().join(format!("dsql-local-bench-{}", std::process::id()));
+    let names = vec!["localhost".to_owned()];
+    let (paths, _) = certs::ensure_pki(&pki, &names).unwrap();
+    let gateway = Gateway::bind(GatewayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: UpstreamConfig::from_url(&url).unwrap(),
+        region: "us-east-1".to_owned(),
+        hosts: names.clone(),
+        keys: KeyPair::new(KEY_ID, SECRET),
+        tls: certs::server_tls_config(&paths).unwrap(),
+        limits: ConnectionLimits::default(),
+        txn: TxnLimits::default(),
+    })
+    .await
+    .unwrap();
+    let port = gateway.local_addr().port();
+    let _handle = gateway.spawn();
+    let tls =
+        tokio_postgres_rustls::MakeRustlsConnect::new(certs::client_tls_config(&paths.ca_cert).unwrap());
+    let token = token().await;
+    let mut through = tokio_postgres::Config::new();
+    through.host("localhost").port(port).user("admin").dbname("postgres").password(&token);
+    through.ssl_mode(tokio_postgres::config::SslMode::Require);
+    let direct = Target { name: "direct", config: upstream.clone(), tls: None };
+    let gated = Target { name: "gateway", config: through.clone(), tls: Some(tls.clone()) };
+
+    println!("select-only, {clients} connections, {secs} s per run (2-core machine; figures are indicative)");
+    for simple in [false, true] {
+        let protocol = if simple { "simple" } else { "extended" };
+        let (d_tps, d_p50, d_p99) = workload(&direct, clients, secs, simple).await;
+        let (g_tps, g_p50, g_p99) = workload(&gated, clients, secs, simple).await;
+        for (target, tps, p50, p99) in [(direct.name, d_tps, d_p50, d_p99), (gated.name, g_tps, g_p50, g_p99)]
+        {
+            println!("  {protocol:8} {target:8} {tps:9.0} tps  p50 {p50:>10.1?}  p99 {p99:>10.1?}");
+        }
+        println!(
+            "  {protocol:8} gateway/direct throughput {:.0} %, added p50 {:?}, added p99 {:?}",
+            100.0 * g_tps / d_tps,
+            g_p50.saturating_sub(d_p50),
+            g_p99.saturating_sub(d_p99)
+        );
+    }
+
+    let mut connects = Vec::new();
+    let mut direct_connects = Vec::new();
+    for _ in 0..50 {
+        let began = Instant::now();
+        drop(gated.connect().await);
+        connects.push(began.elapsed());
+        let began = Instant::now();
+        drop(direct.connect().await);
+        direct_connects.push(began.elapsed());
+    }
+    connects.sort_unstable();
+    direct_connects.sort_unstable();
+    println!(
+        "connect through the gateway (TLS + token check + upstream login): median {:?}, p99 {:?}; direct (SCRAM, no TLS): median {:?}",
+        percentile(&connects, 0.5),
+        percentile(&connects, 0.99),
+        percentile(&direct_connects, 0.5)
+    );
+
+    // Memory per idle connection, in a gateway process of its own.
+    let binary = env!("CARGO_BIN_EXE_tdsql-dsql-local");
+    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut child = Command::new(binary)
+        .args([
+            "serve",
+            "--listen",
+            &listen.to_string(),
+            "--upstream",
+            &url,
+            "--access-key-id",
+            KEY_ID,
+            "--endpoint",
+            "localhost",
+        ])
+        .arg("--pki-dir")
+        .arg(&pki)
+        .env("DSQL_LOCAL_SECRET_ACCESS_KEY", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut separate = through.clone();
+    separate.port(listen.port());
+    let separate = Target { name: "process", config: separate, tls: Some(tls) };
+    let warm: Vec<_> = futures_util::future::join_all((0..5).map(|_| separate.connect())).await;
+    let before = rss_kib(child.id());
+    let idle = 60;
+    let mut held = Vec::new();
+    for _ in 0..idle {
+        held.push(separate.connect().await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(child.id());
+    println!(
+        "gateway process RSS {before} KiB with 5 connections, {after} KiB with {} : {:.1} KiB per idle connection",
+        idle + 5,
+        (after.saturating_sub(before)) as f64 / f64::from(idle)
+    );
+    drop(held);
+    drop(warm);
+    let _ = child.kill();
+    let _ = child.wait();
+}
