@@ -7,6 +7,7 @@ mod build;
 mod config;
 mod context;
 mod doctor;
+mod dsql_local;
 mod exec;
 mod harness;
 mod infra;
@@ -63,6 +64,9 @@ enum Command {
     Logs(stack::LogsArgs),
     /// Restart services of the stack (all when none is named)
     Restart(stack::RestartArgs),
+    /// Run the dsql-local gateway (DSQL's connection and statement semantics in front of any
+    /// PostgreSQL) by hand: `cargo xtask dsql-local serve --help`
+    DsqlLocal(dsql_local::DsqlLocalArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => args.run(&ctx),
         Command::Restart(args) => args.run(&ctx),
         Command::Schema(args) => args.run(&ctx),
+        Command::DsqlLocal(args) => args.run(&ctx),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
