@@ -67,6 +67,10 @@ enum Check {
     Timer,
     Child,
     Retry,
+    Update,
+    ContinueAsNew,
+    Schedule,
+    NexusEndpoints,
     Visibility,
 }
 
