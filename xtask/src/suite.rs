@@ -127,6 +127,24 @@ pub(crate) struct LoadArgs {
     /// Fail when more workflows than this fail, do not start or do not finish
     #[arg(long, value_name = "N")]
     max_failed: Option<String>,
+    /// A Temporal service's Prometheus endpoint, scraped before, during and after the run for the
+    /// report's persistence section (repeatable). The profiles keep the services' metrics port
+    /// inside the compose network, so there is no default: give one the host can reach
+    #[arg(long = "metrics", value_name = "URL")]
+    metrics: Vec<String>,
+    /// Fail when more checkouts than this found the DSQL plugin's reservoir empty (needs --metrics)
+    #[arg(long, value_name = "N")]
+    max_reservoir_empty: Option<String>,
+    /// Fail when more transactions than this exhausted their OCC retries (needs --metrics)
+    #[arg(long, value_name = "N")]
+    max_occ_exhausted: Option<String>,
+    /// Fail when the server saw more persistence errors than this, not-found answers aside
+    /// (needs --metrics)
+    #[arg(long, value_name = "N")]
+    max_persistence_errors: Option<String>,
+    /// How often a progress line is printed when stdout is not a terminal, e.g. 30s
+    #[arg(long, value_name = "DURATION")]
+    progress_every: Option<String>,
     /// More options of the generator, passed on as they are (see
     /// `cargo run -p tdsql-workflows -- load --help`): --workers, --activities, --children, --timer, ...
     #[arg(last = true, value_name = "LOAD OPTIONS")]
@@ -159,16 +177,26 @@ impl LoadArgs {
             ("--max-p95", self.max_p95),
             ("--max-p99", self.max_p99),
             ("--max-failed", self.max_failed),
+            ("--max-reservoir-empty", self.max_reservoir_empty),
+            ("--max-occ-exhausted", self.max_occ_exhausted),
+            ("--max-persistence-errors", self.max_persistence_errors),
+            ("--progress-every", self.progress_every),
         ];
         for (flag, value) in optional {
             if let Some(value) = value {
                 args.extend([flag.into(), value.into()]);
             }
         }
+        for url in self.metrics {
+            args.extend(["--metrics".into(), url.into()]);
+        }
         if let Some(report) = &self.report {
             args.extend(["--report".into(), absolute(report).into()]);
         }
         args.extend(self.extra.into_iter().map(OsString::from));
+        // Ctrl-C reaches the generator too, which stops, finishes and writes its report: wait for
+        // it rather than exit under it (a handler that does nothing keeps this process alive).
+        let _ = ctrlc::set_handler(|| {});
         workflows::command(ctx, args)?.run(ctx)
     }
 }

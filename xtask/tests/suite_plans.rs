@@ -90,6 +90,26 @@ fn load_plans() {
         "--children",
         "5",
     ]);
+    // A soak judged by the persistence layer as well.
+    out += &plan(&[
+        "load",
+        "--rate",
+        "20",
+        "--duration",
+        "45m",
+        "--metrics",
+        "http://172.18.0.5:9090/metrics",
+        "--metrics",
+        "http://172.18.0.6:9090/metrics",
+        "--max-reservoir-empty",
+        "0",
+        "--max-occ-exhausted",
+        "0",
+        "--max-persistence-errors",
+        "10",
+        "--progress-every",
+        "1m",
+    ]);
     expect("suite_load.txt", &out);
 }
 

@@ -35,6 +35,8 @@ const ERROR_SAMPLES: usize = 10;
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// The longest latency or start lag the histograms hold (longer ones count as this).
 const LONGEST: Duration = Duration::from_secs(24 * 3600);
+/// How long the final scrape waits for the servers' metrics to catch up with the run.
+const EXPORT_LAG: Duration = Duration::from_secs(2);
 /// Scrapes of the metrics endpoints are at least this far apart (a live terminal line ticks faster).
 const MIN_SCRAPE_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -448,6 +450,9 @@ impl LoadArgs {
         // is in the report's scrape counts).
         let persistence = match (&mut scraper, &baseline) {
             (Some(scraper), Some(baseline)) => {
+                // Temporal's own metrics framework hands counts to its exporter about once a
+                // second: the last workflows' calls show up only after that.
+                tokio::time::sleep(EXPORT_LAG).await;
                 match scraper.scrape().await {
                     Ok(reading) => latest = Some(reading),
                     Err(err) => eprintln!("load: {err:#}; the report uses the last good scrape"),

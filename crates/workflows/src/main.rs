@@ -74,6 +74,6 @@ mod tests {
                 seen += 1;
             }
         }
-        assert_eq!(seen, 4);
+        assert_eq!(seen, 5);
     }
 }

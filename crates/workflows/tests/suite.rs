@@ -286,3 +286,171 @@ fn load_counts_add_up_and_thresholds_decide_the_exit_code() {
     assert!(reasons.iter().any(|r| r.as_str().unwrap().contains("--max-p50")), "{json}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn load_reads_the_servers_persistence_metrics_and_lists_the_plugins_as_absent() {
+    let server = temporal_dev_server();
+    let dir = scratch("load-metrics");
+    let report = dir.join("load.json");
+    let metrics = server.metrics_url();
+    let out = suite(&[
+        "load",
+        "--address",
+        server.address(),
+        "--rate",
+        "5",
+        "--duration",
+        "3s",
+        "--metrics",
+        &metrics,
+        "--max-persistence-errors",
+        "0",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}\nserver log:\n{}", text(&out.stderr), server.log());
+    let json = read_json(&report);
+    let persistence = &json["persistence"];
+    assert_eq!(persistence["endpoints"][0], metrics.as_str(), "{persistence}");
+    // 15 workflows were created in the store, each with its own CreateWorkflowExecution.
+    let requests = &persistence["requests"];
+    assert!(requests["total"].as_u64().unwrap() > 15, "{persistence}");
+    assert!(
+        requests["by_operation"]["CreateWorkflowExecution"]["requests"].as_u64().unwrap() >= 15,
+        "{persistence}"
+    );
+    assert!(persistence["latency_p95_ms"].as_f64().unwrap() > 0.0, "{persistence}");
+    assert_eq!(persistence["errors"]["unexpected"], 0, "{persistence}");
+    assert!(persistence["scrapes"]["count"].as_u64().unwrap() >= 2, "{persistence}");
+    assert_eq!(persistence["scrapes"]["failed"], 0, "{persistence}");
+    // The dev server has no DSQL plugin: its families are absent, not zero.
+    assert!(
+        persistence.get("reservoir").is_none() && persistence.get("transactions").is_none(),
+        "{persistence}"
+    );
+    let absent: Vec<&str> =
+        persistence["absent"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    for family in ["dsql_reservoir_empty_total", "dsql_tx_exhausted_total", "dsql_tx_conflict_total"] {
+        assert!(absent.contains(&family), "{family} not in {absent:?}");
+    }
+    assert!(stdout.contains("load: persistence requests "), "{stdout}");
+    assert!(stdout.contains("absent (not exposed by any endpoint): dsql_reservoir_empty_total"), "{stdout}");
+
+    // A threshold on a family no endpoint exposes cannot be met: exit 1, and why.
+    let out = suite(&[
+        "load",
+        "--address",
+        server.address(),
+        "--rate",
+        "2",
+        "--duration",
+        "1s",
+        "--metrics",
+        &metrics,
+        "--max-reservoir-empty",
+        "0",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("FAILED: --max-reservoir-empty cannot be checked: no metrics endpoint exposes dsql_reservoir_empty_total"),
+        "{stdout}"
+    );
+
+    // Bad input is named before any load: a threshold without --metrics, an endpoint that is not there.
+    let out = suite(&[
+        "load",
+        "--address",
+        server.address(),
+        "--rate",
+        "1",
+        "--duration",
+        "1s",
+        "--max-occ-exhausted",
+        "0",
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--max-occ-exhausted need(s) the persistence metrics; pass --metrics URL"),
+        "{stderr}"
+    );
+    let nowhere = format!("http://127.0.0.1:{}/metrics", tdsql_test_support::unused_port());
+    let out = suite(&[
+        "load",
+        "--address",
+        server.address(),
+        "--rate",
+        "1",
+        "--duration",
+        "1s",
+        "--metrics",
+        &nowhere,
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the scrape before the run failed; check --metrics: cannot scrape the metrics at {nowhere}"
+        )),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_run_stopped_with_sigint_still_writes_its_report() {
+    let server = temporal_dev_server();
+    let dir = scratch("load-sigint");
+    let report = dir.join("load.json");
+    let metrics = server.metrics_url();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tdsql-workflows"))
+        .args([
+            "load",
+            "--address",
+            server.address(),
+            "--rate",
+            "5",
+            "--duration",
+            "10m",
+            "--progress-every",
+            "1s",
+        ])
+        .args(["--metrics", &metrics, "--report", report.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the suite binary runs");
+    // Wait for the first progress line: the run is under way.
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("completed") && line.contains("so far") {
+            break;
+        }
+    }
+    let stopped_at = std::time::Instant::now();
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    seen.extend(lines.map(Result::unwrap));
+    let status = child.wait().unwrap();
+    let stdout = seen.join("\n");
+    // Five seconds of grace for the workflows in flight, the last scrape, the report.
+    assert!(stopped_at.elapsed() < std::time::Duration::from_secs(30), "{stdout}");
+    assert_eq!(status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("load: SIGINT after "), "{stdout}");
+    assert!(stdout.contains("FAILED: interrupted after "), "{stdout}");
+    assert!(stdout.contains("load: report written to"), "{stdout}");
+    let json = read_json(&report);
+    assert!(json["interrupted_after_s"].as_f64().unwrap() > 0.0, "{json}");
+    let count = |key: &str| json["counts"][key].as_u64().unwrap();
+    assert!(count("scheduled") > 0 && count("scheduled") < 3000, "{json}");
+    assert_eq!(count("scheduled"), count("started") + count("start_failed"), "{json}");
+    assert_eq!(count("started"), count("completed") + count("failed") + count("unfinished"), "{json}");
+    assert!(json["persistence"]["requests"]["total"].as_u64().unwrap() > 0, "{json}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
