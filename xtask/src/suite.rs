@@ -7,10 +7,12 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
 
 use crate::context::Context;
+use crate::exec::{Cmd, DOCKER};
+use crate::stack::Stack;
 use crate::{config, workflows};
 
 /// Where the suite runs: the frontend and the namespace.
@@ -129,9 +131,14 @@ pub(crate) struct LoadArgs {
     max_failed: Option<String>,
     /// A Temporal service's Prometheus endpoint, scraped before, during and after the run for the
     /// report's persistence section (repeatable). The profiles keep the services' metrics port
-    /// inside the compose network, so there is no default: give one the host can reach
+    /// inside the compose network, so there is no default: give one the host can reach, or
+    /// --metrics-from-stack
     #[arg(long = "metrics", value_name = "URL")]
     metrics: Vec<String>,
+    /// Scrape the running stack's four Temporal services at their containers' addresses (reachable
+    /// from a Linux host; not through Docker Desktop's VM)
+    #[arg(long)]
+    metrics_from_stack: bool,
     /// Fail when more checkouts than this found the DSQL plugin's reservoir empty (needs --metrics)
     #[arg(long, value_name = "N")]
     max_reservoir_empty: Option<String>,
@@ -187,7 +194,11 @@ impl LoadArgs {
                 args.extend([flag.into(), value.into()]);
             }
         }
-        for url in self.metrics {
+        let mut metrics = self.metrics;
+        if self.metrics_from_stack {
+            metrics.extend(stack_metrics(ctx)?);
+        }
+        for url in metrics {
             args.extend(["--metrics".into(), url.into()]);
         }
         if let Some(report) = &self.report {
@@ -199,6 +210,35 @@ impl LoadArgs {
         let _ = ctrlc::set_handler(|| {});
         workflows::command(ctx, args)?.run(ctx)
     }
+}
+
+/// The Temporal services whose metrics `--metrics-from-stack` scrapes.
+const TEMPORAL_SERVICES: [&str; 4] =
+    ["temporal-history", "temporal-matching", "temporal-frontend", "temporal-worker"];
+
+/// `http://<container address>:<temporal.ports.metrics>/metrics` of each running Temporal service
+/// of the profile's stack (read-only probes, so `--dry-run` shows them too).
+fn stack_metrics(ctx: &Context) -> Result<Vec<String>> {
+    let config = config::load(ctx).context("--metrics-from-stack needs the metrics port from the config")?;
+    let port = config.temporal.ports.metrics;
+    let stack = Stack::new(ctx);
+    let mut urls = Vec::new();
+    for service in TEMPORAL_SERVICES {
+        let id = stack.compose(None).args(["ps", "--quiet", service]).read(ctx)?;
+        let Some(id) = id.lines().map(str::trim).find(|l| !l.is_empty()) else {
+            bail!(
+                "--metrics-from-stack: {service} of profile {} is not running; start the stack with `cargo xtask up`",
+                ctx.profile.name
+            );
+        };
+        let format = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}";
+        let addresses = Cmd::new(DOCKER).args(["inspect", "--format", format, id]).read(ctx)?;
+        let Some(address) = addresses.split_whitespace().next() else {
+            bail!("--metrics-from-stack: docker inspect gives {service} ({id}) no network address");
+        };
+        urls.push(format!("http://{address}:{port}/metrics"));
+    }
+    Ok(urls)
 }
 
 /// A value's name on the command line, e.g. `signals-queries`.
