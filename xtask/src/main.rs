@@ -47,13 +47,14 @@ enum Command {
     Infra(infra::InfraArgs),
     /// Run the whole test suite: starts PostgreSQL, moto and friends, then fmt, clippy and tests
     Test(harness::TestArgs),
-    /// Run one workflow per feature against the running frontend and check each (activity, signals
-    /// and queries, timer, child, retry, visibility)
+    /// Run one check per feature against the running frontend (activity, signals and queries,
+    /// timer, child, retry, update, continue-as-new, schedule, Nexus endpoints, visibility)
     Smoke(suite::SmokeArgs),
     /// The Temporal schema on the profile's database: setup, update, status, plan, verify
     Schema(schema::SchemaArgs),
-    /// Start workflows at a fixed rate against the running frontend; report rate and latency
-    Load(suite::LoadArgs),
+    /// Start workflows at a fixed rate against the running frontend; report rate, latency and
+    /// (with --metrics) the persistence layer's health
+    Load(Box<suite::LoadArgs>),
     /// Bring the stack up: config, preflight, infra, build, schema, render, compose, readiness, URLs
     Up(stack::up::UpArgs),
     /// Stop the stack and remove its containers (--volumes: and its data)
@@ -78,7 +79,7 @@ fn main() -> ExitCode {
         Command::Test(args) => args.run(&ctx),
         Command::Config(args) => args.run(&ctx),
         Command::Smoke(args) => args.run(&ctx),
-        Command::Load(args) => args.run(&ctx),
+        Command::Load(args) => (*args).run(&ctx),
         Command::Up(args) => args.run(&ctx),
         Command::Down(args) => args.run(&ctx),
         Command::Ps(args) => args.run(&ctx),

@@ -7,10 +7,12 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
 
 use crate::context::Context;
+use crate::exec::{Cmd, DOCKER};
+use crate::stack::Stack;
 use crate::{config, workflows};
 
 /// Where the suite runs: the frontend and the namespace.
@@ -67,6 +69,10 @@ enum Check {
     Timer,
     Child,
     Retry,
+    Update,
+    ContinueAsNew,
+    Schedule,
+    NexusEndpoints,
     Visibility,
 }
 
@@ -123,6 +129,29 @@ pub(crate) struct LoadArgs {
     /// Fail when more workflows than this fail, do not start or do not finish
     #[arg(long, value_name = "N")]
     max_failed: Option<String>,
+    /// A Temporal service's Prometheus endpoint, scraped before, during and after the run for the
+    /// report's persistence section (repeatable). The profiles keep the services' metrics port
+    /// inside the compose network, so there is no default: give one the host can reach, or
+    /// --metrics-from-stack
+    #[arg(long = "metrics", value_name = "URL")]
+    metrics: Vec<String>,
+    /// Scrape the running stack's four Temporal services at their containers' addresses (reachable
+    /// from a Linux host; not through Docker Desktop's VM)
+    #[arg(long)]
+    metrics_from_stack: bool,
+    /// Fail when more checkouts than this found the DSQL plugin's reservoir empty (needs --metrics)
+    #[arg(long, value_name = "N")]
+    max_reservoir_empty: Option<String>,
+    /// Fail when more transactions than this exhausted their OCC retries (needs --metrics)
+    #[arg(long, value_name = "N")]
+    max_occ_exhausted: Option<String>,
+    /// Fail when the server saw more persistence errors than this, not-found answers aside
+    /// (needs --metrics)
+    #[arg(long, value_name = "N")]
+    max_persistence_errors: Option<String>,
+    /// How often a progress line is printed when stdout is not a terminal, e.g. 30s
+    #[arg(long, value_name = "DURATION")]
+    progress_every: Option<String>,
     /// More options of the generator, passed on as they are (see
     /// `cargo run -p tdsql-workflows -- load --help`): --workers, --activities, --children, --timer, ...
     #[arg(last = true, value_name = "LOAD OPTIONS")]
@@ -155,18 +184,61 @@ impl LoadArgs {
             ("--max-p95", self.max_p95),
             ("--max-p99", self.max_p99),
             ("--max-failed", self.max_failed),
+            ("--max-reservoir-empty", self.max_reservoir_empty),
+            ("--max-occ-exhausted", self.max_occ_exhausted),
+            ("--max-persistence-errors", self.max_persistence_errors),
+            ("--progress-every", self.progress_every),
         ];
         for (flag, value) in optional {
             if let Some(value) = value {
                 args.extend([flag.into(), value.into()]);
             }
         }
+        let mut metrics = self.metrics;
+        if self.metrics_from_stack {
+            metrics.extend(stack_metrics(ctx)?);
+        }
+        for url in metrics {
+            args.extend(["--metrics".into(), url.into()]);
+        }
         if let Some(report) = &self.report {
             args.extend(["--report".into(), absolute(report).into()]);
         }
         args.extend(self.extra.into_iter().map(OsString::from));
+        // Ctrl-C reaches the generator too, which stops, finishes and writes its report: wait for
+        // it rather than exit under it (a handler that does nothing keeps this process alive).
+        let _ = ctrlc::set_handler(|| {});
         workflows::command(ctx, args)?.run(ctx)
     }
+}
+
+/// The Temporal services whose metrics `--metrics-from-stack` scrapes.
+const TEMPORAL_SERVICES: [&str; 4] =
+    ["temporal-history", "temporal-matching", "temporal-frontend", "temporal-worker"];
+
+/// `http://<container address>:<temporal.ports.metrics>/metrics` of each running Temporal service
+/// of the profile's stack (read-only probes, so `--dry-run` shows them too).
+fn stack_metrics(ctx: &Context) -> Result<Vec<String>> {
+    let config = config::load(ctx).context("--metrics-from-stack needs the metrics port from the config")?;
+    let port = config.temporal.ports.metrics;
+    let stack = Stack::new(ctx);
+    let mut urls = Vec::new();
+    for service in TEMPORAL_SERVICES {
+        let id = stack.compose(None).args(["ps", "--quiet", service]).read(ctx)?;
+        let Some(id) = id.lines().map(str::trim).find(|l| !l.is_empty()) else {
+            bail!(
+                "--metrics-from-stack: {service} of profile {} is not running; start the stack with `cargo xtask up`",
+                ctx.profile.name
+            );
+        };
+        let format = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}";
+        let addresses = Cmd::new(DOCKER).args(["inspect", "--format", format, id]).read(ctx)?;
+        let Some(address) = addresses.split_whitespace().next() else {
+            bail!("--metrics-from-stack: docker inspect gives {service} ({id}) no network address");
+        };
+        urls.push(format!("http://{address}:{port}/metrics"));
+    }
+    Ok(urls)
 }
 
 /// A value's name on the command line, e.g. `signals-queries`.

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use moto::{PrivateMoto, moto_server};
-pub use temporal::{TemporalDevServer, temporal_dev_server};
+pub use temporal::{TemporalDevServer, temporal_dev_server, temporal_dev_server_with};
 
 /// How to get the services when a variable is missing.
 const HOW_TO_GET: &str = "run the suite with `cargo xtask test` (it starts PostgreSQL, moto and \

@@ -26,6 +26,23 @@ impl TemporalDevServer {
         &self.address
     }
 
+    /// The server's own Prometheus endpoint (`--metrics-port`, which the CLI picks and prints as
+    /// `Temporal Metrics: http://localhost:<port>/metrics`), on 127.0.0.1.
+    ///
+    /// # Panics
+    /// When the log has no such line (a CLI that prints its banner differently).
+    #[must_use]
+    pub fn metrics_url(&self) -> String {
+        let log = self.log();
+        let url = log
+            .lines()
+            .find_map(|line| line.strip_prefix(METRICS_BANNER))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no `{METRICS_BANNER}` line in the dev server's log:\n{log}"));
+        // It listens on --ip (127.0.0.1); `localhost` could resolve to ::1 first.
+        url.replace("//localhost:", "//127.0.0.1:")
+    }
+
     /// The server's combined stdout and stderr, for failure messages.
     #[must_use]
     pub fn log(&self) -> String {
@@ -58,10 +75,20 @@ const ATTEMPTS: u32 = 3;
 /// 90 s (with its log).
 #[must_use]
 pub fn temporal_dev_server() -> TemporalDevServer {
+    temporal_dev_server_with(&[])
+}
+
+/// [`temporal_dev_server`] with dynamic config values (`KEY=VALUE`, passed as
+/// `--dynamic-config-value`), e.g. to switch a feature off.
+///
+/// # Panics
+/// As [`temporal_dev_server`].
+#[must_use]
+pub fn temporal_dev_server_with(dynamic_config: &[&str]) -> TemporalDevServer {
     let cli = temporal_cli();
     let mut attempt = 1;
     loop {
-        match start(&cli) {
+        match start(&cli, dynamic_config) {
             Ok(server) => return server,
             Err(log) if attempt < ATTEMPTS => {
                 eprintln!(
@@ -77,7 +104,7 @@ pub fn temporal_dev_server() -> TemporalDevServer {
 }
 
 /// One start: `Err` with the log when a listener could not bind, so the caller may try again.
-fn start(cli: &Path) -> Result<TemporalDevServer, String> {
+fn start(cli: &Path, dynamic_config: &[&str]) -> Result<TemporalDevServer, String> {
     let port = crate::unused_port();
     let log = std::env::temp_dir().join(format!("tdsql-temporal-dev-{}-{port}.log", std::process::id()));
     let log_file =
@@ -85,6 +112,7 @@ fn start(cli: &Path) -> Result<TemporalDevServer, String> {
     let child = Command::new(cli)
         .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--log-level", "warn"])
         .args(["--port", &port.to_string()])
+        .args(dynamic_config.iter().flat_map(|value| ["--dynamic-config-value", value]))
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().expect("log file handle"))
         .stderr(log_file)
@@ -105,6 +133,9 @@ enum Ready {
 
 /// What a listener that could not bind logs.
 const PORT_TAKEN: &str = "address already in use";
+
+/// How the CLI's banner names the metrics endpoint.
+const METRICS_BANNER: &str = "Temporal Metrics:";
 
 /// What the CLI prints once every service's `Start` has returned (a failed listener is logged
 /// before it).

@@ -9,8 +9,8 @@ use temporalio_common::worker::WorkerDeploymentOptions;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 use crate::defs::{
-    ActivitiesWorkflow, ChildWorkflow, GreetingWorkflow, OrderWorkflow, ParentWorkflow, RetryWorkflow,
-    SimpleWorkflow, SuiteActivities, TimerWorkflow,
+    ActivitiesWorkflow, ChildWorkflow, CounterWorkflow, GreetingWorkflow, LapsWorkflow, OrderWorkflow,
+    ParentWorkflow, RetryWorkflow, SimpleWorkflow, SuiteActivities, TimerWorkflow,
 };
 
 /// How long connecting (TCP plus the first `GetSystemInfo` call) may take before we give up.
@@ -129,6 +129,8 @@ pub(crate) fn worker(
         .register_workflow::<RetryWorkflow>()?
         .register_workflow::<SimpleWorkflow>()?
         .register_workflow::<ActivitiesWorkflow>()?
+        .register_workflow::<CounterWorkflow>()?
+        .register_workflow::<LapsWorkflow>()?
         .build();
     Worker::new(runtime, client, options).map_err(|err| anyhow!("{err}")).context("cannot create the worker")
 }
@@ -168,7 +170,7 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// A gRPC status as `NotFound: workflow not found for ID: x`.
-fn status_text(status: &tonic::Status) -> String {
+pub(crate) fn status_text(status: &tonic::Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
 }
 

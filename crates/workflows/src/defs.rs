@@ -13,8 +13,8 @@ use temporalio_common::RetryPolicy;
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::{
-    ActivityOptions, ApplicationFailure, ChildWorkflowOptions, StartedChildWorkflow, SyncWorkflowContext,
-    WorkflowContext, WorkflowContextView, WorkflowResult,
+    ActivityOptions, ApplicationFailure, ChildWorkflowOptions, ContinueAsNewOptions, StartedChildWorkflow,
+    SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult,
 };
 
 /// Generous enough for a loaded machine; the activities themselves take microseconds.
@@ -207,5 +207,76 @@ impl ActivitiesWorkflow {
             ctx.execute_activity(SuiteActivities::noop, step, options).await?;
         }
         Ok(count)
+    }
+}
+
+/// A counter changed by updates: `add` takes a positive amount (its validator rejects anything
+/// else before it reaches the history) and returns the new total; `finish` completes the workflow.
+#[workflow]
+#[derive(Default)]
+pub struct CounterWorkflow {
+    total: i64,
+    finished: bool,
+}
+
+#[workflow_methods]
+impl CounterWorkflow {
+    #[run(name = "tdsql.Counter")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<i64> {
+        ctx.wait_condition(|s| s.finished).await?;
+        Ok(ctx.state(|s| s.total))
+    }
+
+    #[update(name = "add")]
+    pub fn add(&mut self, _ctx: &mut SyncWorkflowContext<Self>, amount: i64) -> i64 {
+        self.total += amount;
+        self.total
+    }
+
+    #[update_validator(add)]
+    pub fn validate_add(
+        &self,
+        _ctx: &WorkflowContextView,
+        amount: &i64,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if *amount <= 0 {
+            return Err(format!("amount must be positive, got {amount}").into());
+        }
+        Ok(())
+    }
+
+    #[signal(name = "finish")]
+    pub fn finish(&mut self, _ctx: &mut SyncWorkflowContext<Self>) {
+        self.finished = true;
+    }
+}
+
+/// How many more runs a [`LapsWorkflow`] continues as new, and how many it has done.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Laps {
+    /// Runs still to go after this one.
+    pub remaining: u32,
+    /// Runs completed before this one.
+    pub done: u32,
+    /// A timer each run sleeps on before it continues (milliseconds).
+    pub pause_ms: u64,
+}
+
+/// Sleeps `pause_ms`, then continues as new until no laps remain; the last run returns how many
+/// runs came before it.
+#[workflow]
+#[derive(Default)]
+pub struct LapsWorkflow;
+
+#[workflow_methods]
+impl LapsWorkflow {
+    #[run(name = "tdsql.Laps")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, laps: Laps) -> WorkflowResult<u32> {
+        if laps.remaining == 0 {
+            return Ok(laps.done);
+        }
+        ctx.timer(Duration::from_millis(laps.pause_ms)).await;
+        let next = Laps { remaining: laps.remaining - 1, done: laps.done + 1, ..laps };
+        match ctx.continue_as_new(next, ContinueAsNewOptions::default())? {}
     }
 }

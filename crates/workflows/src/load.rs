@@ -10,10 +10,11 @@ use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use hdrhistogram::Histogram;
 use serde::Serialize;
 use temporalio_client::{
     Client, WorkflowGetResultOptions, WorkflowStartOptions, errors::WorkflowGetResultError, tonic,
@@ -23,12 +24,21 @@ use temporalio_sdk::Runtime;
 
 use crate::client::{self, Target, Tuning};
 use crate::defs::{ActivitiesWorkflow, ParentInput, ParentWorkflow, SimpleWorkflow, TimerWorkflow};
+use crate::metrics::{self, Health, Reading, Scraper};
 use crate::{cpu, duration, report, smoke};
 
 /// Name prefix of the generator's threads, to measure their CPU time.
 const GENERATOR_THREAD: &str = "load-generator";
 /// Kept error messages, for the report.
 const ERROR_SAMPLES: usize = 10;
+/// After Ctrl-C or SIGTERM: how long the workflows already started may still finish.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The longest latency or start lag the histograms hold (longer ones count as this).
+const LONGEST: Duration = Duration::from_secs(24 * 3600);
+/// How long the final scrape waits for the servers' metrics to catch up with the run.
+const EXPORT_LAG: Duration = Duration::from_secs(2);
+/// Scrapes of the metrics endpoints are at least this far apart (a live terminal line ticks faster).
+const MIN_SCRAPE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The workflow each start runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -89,6 +99,13 @@ pub(crate) struct LoadArgs {
     /// Write the JSON report to FILE
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// A Prometheus endpoint of a Temporal service (repeatable), scraped before and after the run
+    /// and with each progress line, for the persistence section of the report
+    #[arg(long = "metrics", value_name = "URL")]
+    metrics: Vec<String>,
+    /// How often a progress line is printed when stdout is not a terminal
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
+    progress_every: Duration,
     #[command(flatten)]
     thresholds: Thresholds,
 }
@@ -116,6 +133,9 @@ pub(crate) struct Thresholds {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_failed: Option<u64>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    persistence: metrics::PersistenceThresholds,
 }
 
 #[allow(clippy::ref_option)] // serde's `serialize_with` hands us `&Option<_>`
@@ -171,7 +191,6 @@ impl Schedule {
 }
 
 /// Counters and samples the generator's tasks share with the progress display.
-#[derive(Default)]
 struct Shared {
     scheduled: AtomicU64,
     started: AtomicU64,
@@ -180,11 +199,45 @@ struct Shared {
     failed: AtomicU64,
     /// Waits for a result that the server refused or cut off and that were made again.
     result_retries: AtomicU64,
-    /// Per completed workflow: (completion time since the run began, latency).
-    finished: Mutex<Vec<(Duration, Duration)>>,
-    /// How late each start was against its schedule.
-    lags: Mutex<Vec<Duration>>,
+    /// Completions between the end of the ramp-up and the end of the duration.
+    steady_completed: AtomicU64,
+    /// The latest completion, in microseconds since the run began.
+    last_completion_us: AtomicU64,
+    /// Start-to-completion latency in microseconds: constant memory however long the run.
+    latency: Mutex<Histogram<u64>>,
+    /// How late each start was against its schedule, in microseconds.
+    lags: Mutex<Histogram<u64>>,
     errors: Mutex<Vec<String>>,
+    /// Set on Ctrl-C or SIGTERM: no more starts, a short grace for those in flight.
+    stopped: AtomicBool,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        let histogram = || {
+            let high = u64::try_from(LONGEST.as_micros()).unwrap_or(u64::MAX);
+            Mutex::new(Histogram::new_with_bounds(1, high, 3).expect("valid histogram bounds"))
+        };
+        Self {
+            scheduled: AtomicU64::default(),
+            started: AtomicU64::default(),
+            start_failed: AtomicU64::default(),
+            completed: AtomicU64::default(),
+            failed: AtomicU64::default(),
+            result_retries: AtomicU64::default(),
+            steady_completed: AtomicU64::default(),
+            last_completion_us: AtomicU64::default(),
+            latency: histogram(),
+            lags: histogram(),
+            errors: Mutex::default(),
+            stopped: AtomicBool::default(),
+        }
+    }
+}
+
+/// Microseconds, as the histograms hold them.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 impl Shared {
@@ -202,8 +255,10 @@ struct Generated {
     began: Instant,
     /// When the last start was sent.
     last_start: Instant,
-    /// Workflows still running when the drain timeout ended.
+    /// Workflows still running when the drain timeout (or the grace after a stop) ended.
     unfinished: u64,
+    /// When Ctrl-C or SIGTERM stopped the starts, after `began`.
+    stopped_after: Option<Duration>,
 }
 
 /// The report written to `--report` and summarised on stdout.
@@ -237,6 +292,12 @@ struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     machine: Option<MachineLoad>,
     thresholds: Thresholds,
+    /// Persistence health from `--metrics` (absent without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    persistence: Option<Health>,
+    /// Seconds after which Ctrl-C or SIGTERM stopped the run (absent when it ran its course).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interrupted_after_s: Option<f64>,
     passed: bool,
     failure_reasons: Vec<String>,
     error_samples: Vec<String>,
@@ -294,11 +355,31 @@ impl LoadArgs {
         if self.workers == 0 || self.generator_threads == 0 || self.slots == 0 || self.pollers == 0 {
             bail!("--workers, --generator-threads, --slots and --pollers must be at least 1");
         }
+        if self.progress_every.is_zero() {
+            bail!("--progress-every must be longer than zero, e.g. 10s");
+        }
+        let given = self.thresholds.persistence.given();
+        if self.metrics.is_empty() && !given.is_empty() {
+            bail!(
+                "{} need(s) the persistence metrics; pass --metrics URL (a Temporal service's \
+                 Prometheus endpoint, e.g. http://127.0.0.1:9090/metrics)",
+                given.join(", ")
+            );
+        }
         let schedule = Schedule::new(self.rate, self.ramp_up, self.duration);
         let drain = self
             .drain_timeout
             .unwrap_or_else(|| self.duration.clamp(Duration::from_secs(60), Duration::from_secs(600)));
         let client = self.target.connect().await?;
+        // The scrape before the run: an endpoint that does not answer now is a mistake in the
+        // command line, not something to find out after an hour of load.
+        let mut scraper = if self.metrics.is_empty() { None } else { Some(Scraper::new(&self.metrics)?) };
+        let baseline = match &mut scraper {
+            Some(scraper) => {
+                Some(scraper.scrape().await.context("the scrape before the run failed; check --metrics")?)
+            }
+            None => None,
+        };
         let task_queue = format!("tdsql-load-{}", smoke::run_tag());
         let runtime = Runtime::from_current_tokio(Default::default())
             .map_err(|err| anyhow!("{err}"))
@@ -320,6 +401,7 @@ impl LoadArgs {
         );
 
         let shared = Arc::new(Shared::default());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let plan = Plan {
             target: self.target.clone(),
             kind: self.workflow,
@@ -330,6 +412,7 @@ impl LoadArgs {
             schedule,
             drain,
             threads: self.generator_threads,
+            stop: stop_rx,
         };
         let cpu_before = (cpu::process(), cpu::Machine::now(), Instant::now());
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -343,8 +426,14 @@ impl LoadArgs {
             })
             .context("cannot start the generator thread")?;
 
+        let began = Instant::now();
+        let mut latest = baseline.clone();
         let monitor = async {
-            progress(&shared, &schedule, done_rx).await;
+            let watch = Watch { shared: &shared, schedule: &schedule, every: self.progress_every, began };
+            tokio::select! {
+                () = watch.run(done_rx, scraper.as_mut(), baseline.as_ref(), &mut latest) => {}
+                () = stop_on_signal(&shared, &stop_tx, began) => {}
+            }
             for shutdown in &shutdowns {
                 shutdown();
             }
@@ -357,9 +446,25 @@ impl LoadArgs {
         for result in worker_results {
             result.map_err(|err| anyhow!("{err}")).context("a load worker stopped with an error")?;
         }
+        // The scrape after the run; when it fails, the last good one stands in (and the failure
+        // is in the report's scrape counts).
+        let persistence = match (&mut scraper, &baseline) {
+            (Some(scraper), Some(baseline)) => {
+                // Temporal's own metrics framework hands counts to its exporter about once a
+                // second: the last workflows' calls show up only after that.
+                tokio::time::sleep(EXPORT_LAG).await;
+                match scraper.scrape().await {
+                    Ok(reading) => latest = Some(reading),
+                    Err(err) => eprintln!("load: {err:#}; the report uses the last good scrape"),
+                }
+                let delta = latest.as_ref().unwrap_or(baseline).since(baseline);
+                Some(Health::new(scraper, &delta, began.elapsed()))
+            }
+            _ => None,
+        };
         // Generator threads are gone by now; their CPU time went with them, so it is measured
         // inside the generator and returned.
-        let report = self.report(&shared, &generated, &task_queue, cpu_before);
+        let report = self.report(&shared, &generated, &task_queue, cpu_before, persistence);
         print_summary(&report);
         if let Some(path) = &self.report {
             report::write_atomic(path, (serde_json::to_string_pretty(&report)? + "\n").as_bytes())?;
@@ -374,14 +479,12 @@ impl LoadArgs {
         generated: &GeneratedWithCpu,
         task_queue: &str,
         (cpu_before, machine_before, wall_before): (Option<Duration>, Option<cpu::Machine>, Instant),
+        persistence: Option<Health>,
     ) -> Report {
         let wall = wall_before.elapsed();
         let GeneratedWithCpu { generated, cpu: generator_cpu } = generated;
-        let finished = shared.finished.lock().expect("lock is never poisoned");
-        let mut latencies: Vec<Duration> = finished.iter().map(|(_, latency)| *latency).collect();
-        latencies.sort_unstable();
-        let mut lags = shared.lags.lock().expect("lock is never poisoned").clone();
-        lags.sort_unstable();
+        let latencies = shared.latency.lock().expect("lock is never poisoned").clone();
+        let lags = shared.lags.lock().expect("lock is never poisoned").clone();
 
         let counts = Counts {
             scheduled: shared.scheduled.load(Ordering::Relaxed),
@@ -391,26 +494,19 @@ impl LoadArgs {
             failed: shared.failed.load(Ordering::Relaxed),
             unfinished: generated.unfinished,
         };
-        let last_completion = finished.iter().map(|(at, _)| *at).max().unwrap_or_default();
+        let last_completion = Duration::from_micros(shared.last_completion_us.load(Ordering::Relaxed));
         let achieved_rate = per_second(counts.completed, last_completion);
-        let steady_from = self.ramp_up;
-        let steady_to = self.duration;
-        let steady_count =
-            finished.iter().filter(|(at, _)| *at >= steady_from && *at < steady_to).count() as u64;
-        let steady_rate = per_second(steady_count, steady_to - steady_from);
-        let start_window = generated.last_start.saturating_duration_since(generated.began).max(self.duration);
+        let interrupted = generated.stopped_after;
+        // An interrupted run's steady window ends where it stopped.
+        let steady_to = interrupted.map_or(self.duration, |at| at.min(self.duration));
+        let steady_rate = per_second(
+            shared.steady_completed.load(Ordering::Relaxed),
+            steady_to.saturating_sub(self.ramp_up),
+        );
+        let planned = interrupted.map_or(self.duration, |at| at.min(self.duration));
+        let start_window = generated.last_start.saturating_duration_since(generated.began).max(planned);
         let start_rate = per_second(counts.started + counts.start_failed, start_window);
-        let latency = Latency {
-            p50: ms(percentile(&latencies, 0.50)),
-            p95: ms(percentile(&latencies, 0.95)),
-            p99: ms(percentile(&latencies, 0.99)),
-            max: ms(latencies.last().copied().unwrap_or_default()),
-            mean: if latencies.is_empty() {
-                0.0
-            } else {
-                ms(latencies.iter().sum::<Duration>() / u32::try_from(latencies.len()).unwrap_or(u32::MAX))
-            },
-        };
+        let latency = Latency::from_histogram(&latencies);
         let share = |cpu: Duration| round3(cpu.as_secs_f64() / wall.as_secs_f64());
         let process_cpu_share =
             cpu_before.zip(cpu::process()).map(|(before, after)| share(after.saturating_sub(before)));
@@ -420,12 +516,19 @@ impl LoadArgs {
         let generator = Generator {
             threads: self.generator_threads,
             cpu_share: generator_cpu.map(share),
-            lag_p99_ms: ms(percentile(&lags, 0.99)),
-            lag_max_ms: ms(lags.last().copied().unwrap_or_default()),
+            lag_p99_ms: quantile_ms(&lags, 0.99),
+            lag_max_ms: if lags.is_empty() { 0.0 } else { round3(lags.max() as f64 / 1000.0) },
         };
 
         let t = &self.thresholds;
         let mut failure_reasons = Vec::new();
+        if let Some(at) = interrupted {
+            failure_reasons.push(format!(
+                "interrupted after {:.1} s of the planned {} s",
+                at.as_secs_f64(),
+                self.duration.as_secs_f64()
+            ));
+        }
         if let Some(min) = t.min_rate
             && achieved_rate < min
         {
@@ -450,6 +553,9 @@ impl LoadArgs {
                 "{not_completed} workflows failed, did not start or did not finish; --max-failed is {max}"
             ));
         }
+        if let Some(health) = &persistence {
+            failure_reasons.extend(health.missed(&t.persistence));
+        }
         Report {
             workflow: self.workflow,
             target_rate: self.rate,
@@ -460,7 +566,7 @@ impl LoadArgs {
             namespace: self.target.namespace.clone(),
             task_queue: task_queue.to_owned(),
             passed: failure_reasons.is_empty(),
-            scheduled_rate: round3(per_second(counts.scheduled, self.duration)),
+            scheduled_rate: round3(per_second(counts.scheduled, planned)),
             result_retries: shared.result_retries.load(Ordering::Relaxed),
             counts,
             achieved_rate: round3(achieved_rate),
@@ -472,8 +578,44 @@ impl LoadArgs {
             process_cpu_share,
             machine,
             thresholds: t.clone(),
+            persistence,
+            interrupted_after_s: interrupted.map(duration::secs),
             failure_reasons,
             error_samples: shared.errors.lock().expect("lock is never poisoned").clone(),
+        }
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM, then stops the generator (which gives the workflows in flight a
+/// short grace and reports the rest as unfinished). Never returns.
+async fn stop_on_signal(shared: &Shared, stop: &tokio::sync::watch::Sender<bool>, began: Instant) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut interrupt, mut terminate) =
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
+            (Err(err), _) | (_, Err(err)) => {
+                eprintln!(
+                    "load: cannot listen for Ctrl-C and SIGTERM ({err}); an interrupted run writes no report"
+                );
+                return std::future::pending().await;
+            }
+        };
+    let name = tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    };
+    shared.stopped.store(true, Ordering::Relaxed);
+    let _ = stop.send(true);
+    println!(
+        "\nload: {name} after {:.1} s: no more starts; waiting up to {} s for the workflows in flight, then writing the report",
+        began.elapsed().as_secs_f64(),
+        STOP_GRACE.as_secs()
+    );
+    // Keep the signals handled (a second Ctrl-C must not kill the report half-written).
+    loop {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
     }
 }
@@ -500,6 +642,8 @@ struct Plan {
     schedule: Schedule,
     drain: Duration,
     threads: usize,
+    /// Becomes true on Ctrl-C or SIGTERM.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 struct GeneratedWithCpu {
@@ -530,21 +674,29 @@ impl Plan {
         let results = self.target.connect().await.context("the generator cannot connect")?;
         let total = self.schedule.total();
         let began = Instant::now();
-        let deadline = began + Duration::from_secs_f64(self.schedule.duration) + self.drain;
+        let mut deadline = began + Duration::from_secs_f64(self.schedule.duration) + self.drain;
         // Workflows left behind by an interrupted run end by themselves.
         let execution_timeout =
             Duration::from_secs_f64(self.schedule.duration) + self.drain + Duration::from_secs(60);
+        let steady =
+            (Duration::from_secs_f64(self.schedule.ramp), Duration::from_secs_f64(self.schedule.duration));
+        let mut stop = self.stop.clone();
+        let mut stopped_after = None;
         let mut tasks = tokio::task::JoinSet::new();
         let mut last_start = began;
         for i in 0..total {
             let due = began + Duration::from_secs_f64(self.schedule.offset(i));
-            tokio::time::sleep_until(due.into()).await;
+            tokio::select! {
+                biased;
+                Ok(_) = stop.wait_for(|stopped| *stopped) => {
+                    stopped_after = Some(began.elapsed());
+                    break;
+                }
+                () = tokio::time::sleep_until(due.into()) => {}
+            }
             last_start = Instant::now();
-            shared
-                .lags
-                .lock()
-                .expect("lock is never poisoned")
-                .push(last_start.saturating_duration_since(due));
+            let lag = micros(last_start.saturating_duration_since(due));
+            shared.lags.lock().expect("lock is never poisoned").saturating_record(lag);
             shared.scheduled.fetch_add(1, Ordering::Relaxed);
             let workflow_id = format!("{}-{i}", self.task_queue);
             let options = WorkflowStartOptions::new(self.task_queue.clone(), workflow_id.clone())
@@ -557,6 +709,7 @@ impl Plan {
                 workflow_id,
                 options,
                 began,
+                steady,
             };
             match self.kind {
                 Kind::Simple => tasks.spawn(job.drive(SimpleWorkflow::run, ())),
@@ -569,14 +722,27 @@ impl Plan {
                     tasks.spawn(job.drive(ParentWorkflow::run, ParentInput { children: self.children }))
                 }
             };
+            // Finished tasks go at once: memory follows the workflows in flight, not the run's length.
             while tasks.try_join_next().is_some() {}
         }
-        let drained =
-            tokio::time::timeout_at(deadline.into(), async { while tasks.join_next().await.is_some() {} })
-                .await;
-        let unfinished = if drained.is_ok() { 0 } else { tasks.len() as u64 };
+        if stopped_after.is_some() {
+            deadline = deadline.min(Instant::now() + STOP_GRACE);
+        }
+        loop {
+            tokio::select! {
+                joined = tokio::time::timeout_at(deadline.into(), tasks.join_next()) => match joined {
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                },
+                Ok(_) = stop.wait_for(|stopped| *stopped), if stopped_after.is_none() => {
+                    stopped_after = Some(began.elapsed());
+                    deadline = deadline.min(Instant::now() + STOP_GRACE);
+                }
+            }
+        }
+        let unfinished = tasks.len() as u64;
         tasks.abort_all();
-        Ok(Generated { began, last_start, unfinished })
+        Ok(Generated { began, last_start, unfinished, stopped_after })
     }
 }
 
@@ -588,6 +754,8 @@ struct Job {
     workflow_id: String,
     options: WorkflowStartOptions,
     began: Instant,
+    /// The steady window after the ramp-up: (from, to) since `began`.
+    steady: (Duration, Duration),
 }
 
 impl Job {
@@ -609,9 +777,18 @@ impl Job {
             match handle.get_result(WorkflowGetResultOptions::default()).await {
                 Ok(_) => {
                     let now = Instant::now();
-                    let mut finished = self.shared.finished.lock().expect("lock is never poisoned");
-                    finished.push((now - self.began, now - sent));
-                    self.shared.completed.fetch_add(1, Ordering::Relaxed);
+                    let at = now - self.began;
+                    let shared = &self.shared;
+                    shared
+                        .latency
+                        .lock()
+                        .expect("lock is never poisoned")
+                        .saturating_record(micros(now - sent));
+                    shared.last_completion_us.fetch_max(micros(at), Ordering::Relaxed);
+                    if at >= self.steady.0 && at < self.steady.1 {
+                        shared.steady_completed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    shared.completed.fetch_add(1, Ordering::Relaxed);
                 }
                 // The wait for the result was refused or cut off (an overloaded server limits
                 // concurrent long polls per namespace); the workflow itself is still running.
@@ -636,38 +813,86 @@ fn transient(code: tonic::Code) -> bool {
     matches!(code, tonic::Code::ResourceExhausted | tonic::Code::Unavailable | tonic::Code::DeadlineExceeded)
 }
 
-/// Shows progress until the generator is done: a live line on a terminal, a line every 10 s
-/// otherwise.
-async fn progress(shared: &Shared, schedule: &Schedule, mut done: tokio::sync::oneshot::Receiver<()>) {
-    let tty = std::io::stdout().is_terminal();
-    let every = if tty { Duration::from_secs(1) } else { Duration::from_secs(10) };
-    let began = Instant::now();
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    let mut last_completed = 0;
-    loop {
-        tokio::select! {
-            _ = &mut done => break,
-            _ = ticker.tick() => {}
+/// The progress display: a live line on a terminal, a line every `every` otherwise, each with the
+/// rates so far and, with `--metrics`, the persistence figures since the run began.
+struct Watch<'a> {
+    shared: &'a Shared,
+    schedule: &'a Schedule,
+    every: Duration,
+    began: Instant,
+}
+
+impl Watch<'_> {
+    /// Runs until the generator is done; every scrape that succeeds becomes `latest`.
+    async fn run(
+        &self,
+        mut done: tokio::sync::oneshot::Receiver<()>,
+        mut scraper: Option<&mut Scraper>,
+        baseline: Option<&Reading>,
+        latest: &mut Option<Reading>,
+    ) {
+        let tty = std::io::stdout().is_terminal();
+        let every = if tty { Duration::from_secs(1) } else { self.every };
+        let scrape_every = every.max(MIN_SCRAPE_INTERVAL);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut last_completed = 0;
+        let mut last_scrape = Instant::now();
+        let mut note = String::new();
+        loop {
+            tokio::select! {
+                _ = &mut done => break,
+                _ = ticker.tick() => {}
+            }
+            if let (Some(scraper), Some(baseline)) = (scraper.as_deref_mut(), baseline)
+                && last_scrape.elapsed() + Duration::from_millis(100) >= scrape_every
+            {
+                last_scrape = Instant::now();
+                note = match scraper.scrape().await {
+                    Ok(reading) => {
+                        let line = metrics::progress_note(&reading.since(baseline), self.began.elapsed());
+                        *latest = Some(reading);
+                        line
+                    }
+                    Err(err) => format!("scrape failed: {err:#}"),
+                };
+            }
+            let line = self.line(&mut last_completed, every, &note);
+            let mut out = std::io::stdout().lock();
+            let _ = if tty { write!(out, "\r\x1b[2K{line}") } else { writeln!(out, "load: {line}") };
+            let _ = out.flush();
         }
+        if tty {
+            print!("\r\x1b[2K");
+            let _ = std::io::stdout().flush();
+        }
+    }
+
+    fn line(&self, last_completed: &mut u64, every: Duration, note: &str) -> String {
+        let shared = self.shared;
+        let schedule = self.schedule;
         let completed = shared.completed.load(Ordering::Relaxed);
         let started = shared.started.load(Ordering::Relaxed);
         let failed = shared.failed.load(Ordering::Relaxed) + shared.start_failed.load(Ordering::Relaxed);
         let in_flight = started.saturating_sub(completed + shared.failed.load(Ordering::Relaxed));
-        let rate = (completed - last_completed) as f64 / every.as_secs_f64();
-        last_completed = completed;
-        let t = began.elapsed().as_secs_f64();
-        let line = format!(
-            "{t:6.0} s  target {:.0}/s  started {started}/{}  completed {completed} ({rate:.1}/s)  failed {failed}  in flight {in_flight}",
-            if t < schedule.ramp { schedule.rate * t / schedule.ramp } else { schedule.rate },
+        let rate = (completed - *last_completed) as f64 / every.as_secs_f64();
+        *last_completed = completed;
+        let t = self.began.elapsed().as_secs_f64();
+        let so_far = if t > 0.0 { completed as f64 / t } else { 0.0 };
+        let p95 = {
+            let latency = shared.latency.lock().expect("lock is never poisoned");
+            quantile_ms(&latency, 0.95)
+        };
+        let target = if t < schedule.ramp { schedule.rate * t / schedule.ramp } else { schedule.rate };
+        let mut line = format!(
+            "{t:6.0} s  target {target:.0}/s  started {started}/{}  completed {completed} ({rate:.1}/s now, {so_far:.1}/s so far)  \
+             p95 {p95:.0} ms  failed {failed}  in flight {in_flight}",
             schedule.total(),
         );
-        let mut out = std::io::stdout().lock();
-        let _ = if tty { write!(out, "\r\x1b[2K{line}") } else { writeln!(out, "load: {line}") };
-        let _ = out.flush();
-    }
-    if tty {
-        print!("\r\x1b[2K");
-        let _ = std::io::stdout().flush();
+        if !note.is_empty() {
+            line.push_str("  |  ");
+            line.push_str(note);
+        }
+        line
     }
 }
 
@@ -704,6 +929,11 @@ fn print_summary(r: &Report) {
         pct(r.machine.as_ref().map(|m| m.busy_share)),
         r.machine.as_ref().map_or_else(String::new, |m| format!(" ({} cores)", m.cores)),
     );
+    if let Some(health) = &r.persistence {
+        for line in health.summary() {
+            println!("load: {line}");
+        }
+    }
     for sample in &r.error_samples {
         println!("load: error: {sample}");
     }
@@ -716,13 +946,24 @@ fn print_summary(r: &Report) {
     }
 }
 
-/// Nearest-rank percentile of sorted values (zero when empty).
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
+/// A quantile of a microsecond histogram in milliseconds (zero when empty).
+fn quantile_ms(histogram: &Histogram<u64>, q: f64) -> f64 {
+    if histogram.is_empty() { 0.0 } else { round3(histogram.value_at_quantile(q) as f64 / 1000.0) }
+}
+
+impl Latency {
+    fn from_histogram(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            p50: quantile_ms(h, 0.50),
+            p95: quantile_ms(h, 0.95),
+            p99: quantile_ms(h, 0.99),
+            max: round3(h.max() as f64 / 1000.0),
+            mean: round3(h.mean() / 1000.0),
+        }
     }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn per_second(count: u64, window: Duration) -> f64 {
@@ -765,14 +1006,20 @@ mod tests {
     }
 
     #[test]
-    fn percentiles_use_the_nearest_rank() {
-        let values: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&values, 0.50), Duration::from_millis(50));
-        assert_eq!(percentile(&values, 0.95), Duration::from_millis(95));
-        assert_eq!(percentile(&values, 0.99), Duration::from_millis(99));
-        assert_eq!(percentile(&values, 1.0), Duration::from_millis(100));
-        assert_eq!(percentile(&values[..1], 0.99), Duration::from_millis(1));
-        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
+    fn latency_comes_from_a_bounded_histogram_to_three_significant_digits() {
+        let shared = Shared::default();
+        let mut h = shared.latency.lock().unwrap();
+        for millis in 1..=100_u64 {
+            h.saturating_record(micros(Duration::from_millis(millis)));
+        }
+        // Longer than the histogram holds: counted at its ceiling, not lost.
+        h.saturating_record(u64::MAX);
+        let latency = Latency::from_histogram(&h);
+        let close = |got: f64, want: f64| (got - want).abs() <= want * 0.001 + 0.001;
+        assert!(close(latency.p50, 51.0), "{latency:?}");
+        assert!(close(latency.p95, 96.0), "{latency:?}");
+        assert!(close(latency.max, ms(LONGEST)), "{latency:?}");
+        assert_eq!(Latency::from_histogram(&Histogram::new(3).unwrap()).p99, 0.0);
     }
 
     #[test]

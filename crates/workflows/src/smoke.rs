@@ -4,6 +4,8 @@
 //! id and the reason. The visibility check runs last and expects every workflow the other checks
 //! completed to be listed and counted.
 
+mod features;
+
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,7 +14,7 @@ use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use serde::Serialize;
 use temporalio_client::{
     Client, WorkflowCountOptions, WorkflowDescribeOptions, WorkflowGetResultOptions, WorkflowListOptions,
-    WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
+    WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions, tonic,
 };
 use temporalio_sdk::Runtime;
 
@@ -37,13 +39,31 @@ pub(crate) enum Check {
     Child,
     /// An activity that fails twice and succeeds on its third attempt
     Retry,
+    /// A workflow update accepted by its validator and one rejected
+    Update,
+    /// A workflow that continues as new several times and completes
+    ContinueAsNew,
+    /// A schedule created, triggered, described, paused, unpaused, listed and deleted
+    Schedule,
+    /// More Nexus endpoints than one list page holds, listed page by page, updated and deleted
+    NexusEndpoints,
     /// The completed workflows are listed and counted by the visibility store
     Visibility,
 }
 
 impl Check {
-    const ALL: [Check; 6] =
-        [Check::Activity, Check::SignalsQueries, Check::Timer, Check::Child, Check::Retry, Check::Visibility];
+    const ALL: [Check; 10] = [
+        Check::Activity,
+        Check::SignalsQueries,
+        Check::Timer,
+        Check::Child,
+        Check::Retry,
+        Check::Update,
+        Check::ContinueAsNew,
+        Check::Schedule,
+        Check::NexusEndpoints,
+        Check::Visibility,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -52,6 +72,10 @@ impl Check {
             Check::Timer => "timer",
             Check::Child => "child",
             Check::Retry => "retry",
+            Check::Update => "update",
+            Check::ContinueAsNew => "continue-as-new",
+            Check::Schedule => "schedule",
+            Check::NexusEndpoints => "nexus-endpoints",
             Check::Visibility => "visibility",
         }
     }
@@ -63,8 +87,56 @@ impl Check {
             Check::Timer => "timer",
             Check::Child => "child workflows",
             Check::Retry => "activity retried after failures",
+            Check::Update => "workflow update accepted and rejected",
+            Check::ContinueAsNew => "continue-as-new chain",
+            Check::Schedule => "schedule lifecycle",
+            Check::NexusEndpoints => "Nexus endpoints paged, updated and deleted",
             Check::Visibility => "visibility list and count",
         }
+    }
+}
+
+/// How a check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    Passed,
+    Failed,
+    /// The server does not offer the feature (an older server, a feature flag off).
+    Skipped,
+}
+
+/// A check's error when the server lacks the feature: the check is skipped, not passed.
+#[derive(Debug)]
+struct Unsupported(String);
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not supported by this server: {}", self.0)
+    }
+}
+
+impl std::error::Error for Unsupported {}
+
+/// `Unsupported` when a status says the server does not offer `feature`, otherwise the status with
+/// `context`.
+fn rpc_error(feature: &str, context: String, status: tonic::Status) -> anyhow::Error {
+    let message = status.message().to_lowercase();
+    let switched_off = ["disabled", "not enabled", "not supported", "unimplemented", "unknown method"]
+        .iter()
+        .any(|words| message.contains(words));
+    let unsupported = status.code() == tonic::Code::Unimplemented
+        || (switched_off
+            && matches!(
+                status.code(),
+                tonic::Code::PermissionDenied
+                    | tonic::Code::FailedPrecondition
+                    | tonic::Code::InvalidArgument
+            ));
+    if unsupported {
+        anyhow::Error::new(Unsupported(format!("{feature} ({})", client::status_text(&status))))
+    } else {
+        anyhow::Error::new(status).context(context)
     }
 }
 
@@ -82,10 +154,12 @@ pub(crate) struct SmokeArgs {
     /// Run only these checks (repeatable)
     #[arg(long, value_enum)]
     only: Vec<Check>,
-    /// Break one check on purpose (for the suite's own tests): `signals-queries` queries a workflow
-    /// that does not exist
+    /// Break checks on purpose (for the suite's own tests, repeatable): `signals-queries` queries a
+    /// workflow that does not exist, `update` sends an amount its validator rejects,
+    /// `continue-as-new` terminates the chain half-way, `schedule` triggers a schedule that does not
+    /// exist, `nexus-endpoints` deletes an endpoint before the listing
     #[arg(long, value_enum, hide = true)]
-    sabotage: Option<Check>,
+    sabotage: Vec<Check>,
 }
 
 /// The outcome of one check.
@@ -94,6 +168,7 @@ struct Outcome {
     check: Check,
     description: &'static str,
     workflow_id: String,
+    status: Status,
     passed: bool,
     seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -115,9 +190,10 @@ struct Report<'a> {
 /// What the checks share.
 struct Suite {
     client: Client,
+    namespace: String,
     task_queue: String,
     timeout: Duration,
-    sabotage: Option<Check>,
+    sabotage: Vec<Check>,
     /// Workflow ids that completed, for the visibility check.
     completed: Mutex<Vec<String>>,
 }
@@ -141,6 +217,7 @@ impl SmokeArgs {
 
         let suite = Suite {
             client,
+            namespace: self.target.namespace.clone(),
             task_queue: task_queue.clone(),
             timeout: self.timeout,
             sabotage: self.sabotage,
@@ -167,11 +244,12 @@ impl SmokeArgs {
             }
         };
 
-        let failed = outcomes.iter().filter(|o| !o.passed).count();
+        let count = |status| outcomes.iter().filter(|o| o.status == status).count();
+        let (failed, skipped) = (count(Status::Failed), count(Status::Skipped));
         let passed = failed == 0;
         println!(
-            "smoke: {} passed, {failed} failed in {:.1} s",
-            outcomes.len() - failed,
+            "smoke: {} passed, {failed} failed, {skipped} skipped in {:.1} s",
+            count(Status::Passed),
             started.elapsed().as_secs_f64()
         );
         if let Some(path) = &self.report {
@@ -200,15 +278,22 @@ impl Suite {
     /// Runs the workflow checks concurrently, then visibility (which needs their workflows).
     async fn run_all(&self, selected: &[Check]) -> Vec<Outcome> {
         let want = |check| selected.contains(&check);
-        let (activity, signals, timer, child, retry) = tokio::join!(
+        let (activity, signals, timer, child, retry, update, continue_as_new, schedule, nexus) = tokio::join!(
             self.maybe(want(Check::Activity), Check::Activity),
             self.maybe(want(Check::SignalsQueries), Check::SignalsQueries),
             self.maybe(want(Check::Timer), Check::Timer),
             self.maybe(want(Check::Child), Check::Child),
             self.maybe(want(Check::Retry), Check::Retry),
+            self.maybe(want(Check::Update), Check::Update),
+            self.maybe(want(Check::ContinueAsNew), Check::ContinueAsNew),
+            self.maybe(want(Check::Schedule), Check::Schedule),
+            self.maybe(want(Check::NexusEndpoints), Check::NexusEndpoints),
         );
         let visibility = self.maybe(want(Check::Visibility), Check::Visibility).await;
-        [activity, signals, timer, child, retry, visibility].into_iter().flatten().collect()
+        [activity, signals, timer, child, retry, update, continue_as_new, schedule, nexus, visibility]
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     async fn maybe(&self, wanted: bool, check: Check) -> Option<Outcome> {
@@ -224,18 +309,33 @@ impl Suite {
             Err(_) => Err(anyhow!("timed out after {} s (--timeout)", self.timeout.as_secs_f64())),
         };
         let seconds = duration::secs(started.elapsed());
+        let status = match &result {
+            Ok(()) => Status::Passed,
+            Err(err) if err.downcast_ref::<Unsupported>().is_some() => Status::Skipped,
+            Err(_) => Status::Failed,
+        };
         let outcome = Outcome {
             check,
             description: check.description(),
-            passed: result.is_ok(),
+            status,
+            passed: status == Status::Passed,
             reason: result.err().map(|err| client::describe(&err)),
             workflow_id,
             seconds,
         };
+        let word = match status {
+            Status::Passed => "PASS",
+            Status::Failed => "FAIL",
+            Status::Skipped => "SKIP",
+        };
         match &outcome.reason {
-            None => println!("  PASS  {:<16} {seconds:>6.2} s  {}", check.name(), outcome.workflow_id),
+            None => println!("  {word}  {:<16} {seconds:>6.2} s  {}", check.name(), outcome.workflow_id),
             Some(reason) => {
-                println!("  FAIL  {:<16} {seconds:>6.2} s  {}: {reason}", check.name(), outcome.workflow_id);
+                println!(
+                    "  {word}  {:<16} {seconds:>6.2} s  {}: {reason}",
+                    check.name(),
+                    outcome.workflow_id
+                );
             }
         }
         outcome
@@ -249,6 +349,10 @@ impl Suite {
         WorkflowStartOptions::new(self.task_queue.clone(), workflow_id.to_owned())
             .execution_timeout(self.timeout * 2)
             .build()
+    }
+
+    fn sabotaged(&self, check: Check) -> bool {
+        self.sabotage.contains(&check)
     }
 
     fn completed(&self, workflow_id: &str) {
@@ -283,7 +387,7 @@ impl Suite {
                         .await
                         .context("signal `add_item` failed")?;
                 }
-                let query_target = if self.sabotage == Some(Check::SignalsQueries) {
+                let query_target = if self.sabotaged(Check::SignalsQueries) {
                     // A query on a workflow that was never started must fail, and say so.
                     *workflow_id = format!("{id}-missing");
                     client.get_workflow_handle::<OrderWorkflow>(workflow_id.clone())
@@ -379,6 +483,17 @@ impl Suite {
                     failures + 1
                 );
             }
+            Check::Update => self.check_update(&id).await?,
+            Check::ContinueAsNew => self.check_continue_as_new(&id).await?,
+            Check::Schedule => {
+                self.check_schedule(workflow_id).await?;
+                return Ok(());
+            }
+            Check::NexusEndpoints => {
+                *workflow_id = self.nexus_prefix();
+                self.check_nexus_endpoints().await?;
+                return Ok(());
+            }
             Check::Visibility => {
                 // A workflow of its own, so the check means something when run alone.
                 let handle = client
@@ -453,7 +568,8 @@ pub(crate) fn run_tag() -> String {
 /// The report as JUnit XML: one test suite, one test case per check.
 fn junit(report: &Report<'_>) -> String {
     use report::xml_escape as esc;
-    let failures = report.checks.iter().filter(|c| !c.passed).count();
+    let failures = report.checks.iter().filter(|c| c.status == Status::Failed).count();
+    let skipped = report.checks.iter().filter(|c| c.status == Status::Skipped).count();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     out.push_str(&format!(
         "<testsuites name=\"tdsql-smoke\" tests=\"{}\" failures=\"{failures}\" time=\"{}\">\n",
@@ -461,7 +577,7 @@ fn junit(report: &Report<'_>) -> String {
         report.seconds
     ));
     out.push_str(&format!(
-        "  <testsuite name=\"smoke {} {}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"{}\">\n",
+        "  <testsuite name=\"smoke {} {}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{}\">\n",
         esc(report.address),
         esc(report.namespace),
         report.checks.len(),
@@ -474,8 +590,9 @@ fn junit(report: &Report<'_>) -> String {
             None => out.push_str(&format!("{head}/>\n")),
             Some(reason) => {
                 let message = format!("{}: {reason}", check.workflow_id);
+                let element = if check.status == Status::Skipped { "skipped" } else { "failure" };
                 out.push_str(&format!(
-                    "{head}>\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
+                    "{head}>\n      <{element} message=\"{}\">{}</{element}>\n    </testcase>\n",
                     esc(&message),
                     esc(&message)
                 ));
