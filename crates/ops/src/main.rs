@@ -3,6 +3,7 @@
 //! The xtask builds and runs this binary on demand, so that `cargo xtask --help` and the
 //! commands that only drive Docker never compile the AWS SDK (about 200 crates).
 
+mod cost;
 mod infra_status;
 mod schema;
 
