@@ -161,7 +161,7 @@ pub(crate) struct Bill {
     pub(crate) dpus: Dpus,
     pub(crate) storage_gb: f64,
     /// The window's cost before the free tier.
-    pub(crate) window: Dollars,
+    pub(crate) window_cost: Dollars,
     pub(crate) per_hour_usd: f64,
     pub(crate) month_30d: Projection,
     pub(crate) window_free_tier: WindowFreeTier,
@@ -191,14 +191,14 @@ pub(crate) fn month(dpus: f64, gb: f64, prices: &Prices) -> Projection {
 pub(crate) fn bill(usage: &Usage, prices: &Prices) -> Bill {
     let hours = (usage.to - usage.from) as f64 / SECONDS_PER_HOUR;
     let gb = usage.storage_bytes.unwrap_or(0.0) / BYTES_PER_GB;
-    let window = Dollars::new(dpu_usd(usage.dpus.total, prices), storage_usd(gb, hours, prices));
+    let window_cost = Dollars::new(dpu_usd(usage.dpus.total, prices), storage_usd(gb, hours, prices));
     let month_30d = month(usage.dpus.total * HOURS_PER_MONTH / hours, gb, prices);
     Bill {
         hours,
         dpus: usage.dpus,
         storage_gb: gb,
-        window,
-        per_hour_usd: window.total_usd / hours,
+        window_cost,
+        per_hour_usd: window_cost.total_usd / hours,
         month_30d,
         window_free_tier: window_free_tier(usage, gb, prices),
     }
@@ -333,7 +333,10 @@ mod tests {
         };
         let bill = bill(&usage, &seed());
         assert!(close(bill.hours, 6.0) && close(bill.storage_gb, 3.0), "{bill:?}");
-        assert!(close(bill.window.dpu_usd, 0.24) && close(bill.window.storage_usd, 0.008_25), "{bill:?}");
+        assert!(
+            close(bill.window_cost.dpu_usd, 0.24) && close(bill.window_cost.storage_usd, 0.008_25),
+            "{bill:?}"
+        );
         assert!(close(bill.per_hour_usd, (0.24 + 0.008_25) / 6.0), "{bill:?}");
         assert!(close(bill.month_30d.dpus, 3_600_000.0), "{bill:?}");
         assert!(close(bill.month_30d.cost.total_usd, 28.80 + 0.99), "{bill:?}");
@@ -358,7 +361,7 @@ mod tests {
             storage_bytes: None,
         };
         let bill = bill(&usage, &seed());
-        assert!(close(bill.window.dpu_usd, 1.84), "{bill:?}");
+        assert!(close(bill.window_cost.dpu_usd, 1.84), "{bill:?}");
         let months = &bill.window_free_tier.months;
         assert_eq!(months.iter().map(|m| m.month.to_string()).collect::<Vec<_>>(), ["2025-01", "2025-02"]);
         assert!(close(months[0].hours, 2.0) && close(months[1].hours, 2.0), "{months:?}");

@@ -3,7 +3,7 @@
 //! Only figures with a source are here; for any other region the command asks for the
 //! `--price-*` overrides instead of guessing from a neighbour.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Aurora DSQL's price in one region.
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +75,7 @@ pub(crate) fn dsql_regions() -> Vec<&'static str> {
 }
 
 /// The prices a bill is computed with, and where they came from.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub(crate) struct Prices {
     /// USD per 1,000,000 DPUs.
     pub(crate) per_million_dpu: f64,
