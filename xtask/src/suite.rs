@@ -7,11 +7,11 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
 
 use crate::context::Context;
-use crate::{config, workflows};
+use crate::{config, cost, workflows};
 
 /// Where the suite runs: the frontend and the namespace.
 #[derive(Debug, Args)]
@@ -123,6 +123,16 @@ pub(crate) struct LoadArgs {
     /// Fail when more workflows than this fail, do not start or do not finish
     #[arg(long, value_name = "N")]
     max_failed: Option<String>,
+    /// Measure the run's cost on the Aurora DSQL cluster (profile dsql): after the run, wait for
+    /// CloudWatch's DPU metrics of its window and add DPUs per workflow and dollars per million
+    /// workflows to the report (without --report, to target/tdsql/load-cost-report.json)
+    #[arg(long)]
+    cost: bool,
+    /// With --cost: wait at most this long for CloudWatch to publish the run's metrics [default: 15m]
+    #[arg(long, value_name = "DURATION", requires = "cost")]
+    cost_wait: Option<String>,
+    #[command(flatten)]
+    prices: crate::cost::PriceArgs,
     /// More options of the generator, passed on as they are (see
     /// `cargo run -p tdsql-workflows -- load --help`): --workers, --activities, --children, --timer, ...
     #[arg(last = true, value_name = "LOAD OPTIONS")]
@@ -161,11 +171,35 @@ impl LoadArgs {
                 args.extend([flag.into(), value.into()]);
             }
         }
-        if let Some(report) = &self.report {
-            args.extend(["--report".into(), absolute(report).into()]);
+        if !self.cost && self.prices.any() {
+            bail!("the --price-* flags of `load` apply to --cost; add --cost, or drop them");
+        }
+        // Checked before the run, so a run of minutes does not end in "no cluster configured".
+        let cost =
+            if self.cost { Some(cost::LoadCost::start(ctx, self.prices, self.cost_wait)?) } else { None };
+        let report = match (&self.report, &cost) {
+            (Some(report), _) => Some(absolute(report)),
+            (None, Some(_)) => Some(cost::default_load_report()),
+            (None, None) => None,
+        };
+        if let Some(report) = &report {
+            args.extend(["--report".into(), report.into()]);
         }
         args.extend(self.extra.into_iter().map(OsString::from));
-        workflows::command(ctx, args)?.run(ctx)
+        let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let before = report.as_deref().and_then(modified);
+        let run = workflows::command(ctx, args)?.run(ctx);
+        match (cost, report) {
+            // A run that missed a threshold still used the cluster, and wrote its report: its cost
+            // is worth having. A run that wrote none (no frontend) leaves an older report alone.
+            (Some(cost), Some(report))
+                if run.is_ok() || modified(&report).is_some_and(|m| Some(m) != before) =>
+            {
+                let measured = cost.finish(ctx, &report);
+                run.and(measured)
+            }
+            _ => run,
+        }
     }
 }
 
