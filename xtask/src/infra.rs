@@ -5,7 +5,7 @@
 //! feeds it the project's settings, saves and applies plans, explains its known failures, writes
 //! what it created back into `config.toml`, and asks AWS (through `tdsql-ops`) how things stand.
 
-mod settings;
+pub(crate) mod settings;
 mod state;
 mod terraform;
 

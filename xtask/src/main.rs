@@ -6,6 +6,7 @@
 mod build;
 mod config;
 mod context;
+mod cost;
 mod doctor;
 mod dsql_local;
 mod exec;
@@ -52,9 +53,12 @@ enum Command {
     Smoke(suite::SmokeArgs),
     /// The Temporal schema on the profile's database: setup, update, status, plan, verify
     Schema(schema::SchemaArgs),
-    /// Start workflows at a fixed rate against the running frontend; report rate, latency and
-    /// (with --metrics) the persistence layer's health
+    /// Start workflows at a fixed rate against the running frontend; report rate, latency,
+    /// (with --metrics) the persistence layer's health and (--cost) DPUs per workflow
     Load(Box<suite::LoadArgs>),
+    /// What the Aurora DSQL cluster costs (profile dsql): DPUs, storage, rate, a 30-day month and
+    /// the free tier, from CloudWatch; --estimate projects a month at N workflows per second
+    Cost(cost::CostArgs),
     /// Bring the stack up: config, preflight, infra, build, schema, render, compose, readiness, URLs
     Up(stack::up::UpArgs),
     /// Stop the stack and remove its containers (--volumes: and its data)
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
         Command::Config(args) => args.run(&ctx),
         Command::Smoke(args) => args.run(&ctx),
         Command::Load(args) => (*args).run(&ctx),
+        Command::Cost(args) => args.run(&ctx),
         Command::Up(args) => args.run(&ctx),
         Command::Down(args) => args.run(&ctx),
         Command::Ps(args) => args.run(&ctx),

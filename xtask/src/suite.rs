@@ -13,7 +13,7 @@ use clap::{Args, ValueEnum};
 use crate::context::Context;
 use crate::exec::{Cmd, DOCKER};
 use crate::stack::Stack;
-use crate::{config, workflows};
+use crate::{config, cost, workflows};
 
 /// Where the suite runs: the frontend and the namespace.
 #[derive(Debug, Args)]
@@ -152,6 +152,16 @@ pub(crate) struct LoadArgs {
     /// How often a progress line is printed when stdout is not a terminal, e.g. 30s
     #[arg(long, value_name = "DURATION")]
     progress_every: Option<String>,
+    /// Measure the run's cost on the Aurora DSQL cluster (profile dsql): after the run, wait for
+    /// CloudWatch's DPU metrics of its window and add DPUs per workflow and dollars per million
+    /// workflows to the report (without --report, to target/tdsql/load-cost-report.json)
+    #[arg(long)]
+    cost: bool,
+    /// With --cost: wait at most this long for CloudWatch to publish the run's metrics [default: 15m]
+    #[arg(long, value_name = "DURATION", requires = "cost")]
+    cost_wait: Option<String>,
+    #[command(flatten)]
+    prices: crate::cost::PriceArgs,
     /// More options of the generator, passed on as they are (see
     /// `cargo run -p tdsql-workflows -- load --help`): --workers, --activities, --children, --timer, ...
     #[arg(last = true, value_name = "LOAD OPTIONS")]
@@ -201,14 +211,38 @@ impl LoadArgs {
         for url in metrics {
             args.extend(["--metrics".into(), url.into()]);
         }
-        if let Some(report) = &self.report {
-            args.extend(["--report".into(), absolute(report).into()]);
+        if !self.cost && self.prices.any() {
+            bail!("the --price-* flags of `load` apply to --cost; add --cost, or drop them");
+        }
+        // Checked before the run, so a run of minutes does not end in "no cluster configured".
+        let cost =
+            if self.cost { Some(cost::LoadCost::start(ctx, self.prices, self.cost_wait)?) } else { None };
+        let report = match (&self.report, &cost) {
+            (Some(report), _) => Some(absolute(report)),
+            (None, Some(_)) => Some(cost::default_load_report()),
+            (None, None) => None,
+        };
+        if let Some(report) = &report {
+            args.extend(["--report".into(), report.into()]);
         }
         args.extend(self.extra.into_iter().map(OsString::from));
         // Ctrl-C reaches the generator too, which stops, finishes and writes its report: wait for
         // it rather than exit under it (a handler that does nothing keeps this process alive).
         let _ = ctrlc::set_handler(|| {});
-        workflows::command(ctx, args)?.run(ctx)
+        let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let before = report.as_deref().and_then(modified);
+        let run = workflows::command(ctx, args)?.run(ctx);
+        match (cost, report) {
+            // A run that missed a threshold still used the cluster, and wrote its report: its cost
+            // is worth having. A run that wrote none (no frontend) leaves an older report alone.
+            (Some(cost), Some(report))
+                if run.is_ok() || modified(&report).is_some_and(|m| Some(m) != before) =>
+            {
+                let measured = cost.finish(ctx, &report);
+                run.and(measured)
+            }
+            _ => run,
+        }
     }
 }
 

@@ -27,7 +27,7 @@ pub(crate) struct InfraStatusArgs {
     tables: Vec<(String, String)>,
 }
 
-fn parse_table(value: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_table(value: &str) -> Result<(String, String), String> {
     match value.split_once('=') {
         Some((role, name)) if !role.is_empty() && !name.is_empty() => Ok((role.to_owned(), name.to_owned())),
         _ => Err(format!("`{value}` is not ROLE=NAME (e.g. rate_limiter=demo-dsql-rate-limiter)")),

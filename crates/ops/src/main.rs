@@ -3,6 +3,7 @@
 //! The xtask builds and runs this binary on demand, so that `cargo xtask --help` and the
 //! commands that only drive Docker never compile the AWS SDK (about 200 crates).
 
+mod cost;
 mod infra_status;
 mod schema;
 
@@ -28,6 +29,12 @@ enum Command {
     Schema(schema::SchemaArgs),
     /// Ask AWS for the state of the project's cluster and tables; JSON on stdout
     InfraStatus(infra_status::InfraStatusArgs),
+    /// What the cluster cost in a window, from CloudWatch's DPU and storage metrics
+    Cost(cost::CostArgs),
+    /// Add the cost of a load run (DPUs per workflow) to its JSON report
+    CostLoad(cost::LoadCostArgs),
+    /// Project a 30-day month at N workflows per second from a load report's cost
+    CostEstimate(cost::EstimateArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +51,9 @@ fn main() -> ExitCode {
             Command::AwsCredentials => aws_credentials().await,
             Command::Schema(args) => args.run().await,
             Command::InfraStatus(args) => args.run().await,
+            Command::Cost(args) => args.run().await,
+            Command::CostLoad(args) => args.run().await,
+            Command::CostEstimate(args) => args.run(),
         }
     });
     match result {

@@ -640,18 +640,68 @@ fn dashboards_have_unique_uids_and_use_the_provisioned_datasources() {
     }
 }
 
+/// A CloudWatch metric-math expression refers only to metric queries of its own panel (by their
+/// `id`) and to variables the dashboard defines; functions (`PERIOD`, `SUM`, ...) are upper case.
+fn check_math(file: &str, dashboard: &serde_json::Value, panel: &serde_json::Value, expression: &str) {
+    let ids: BTreeSet<&str> = panel["targets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["namespace"].is_string())
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    let variables: BTreeSet<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    let title = &panel["title"];
+    let tokens = expression.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$'));
+    for token in tokens.filter(|t| !t.is_empty()) {
+        if let Some(variable) = token.strip_prefix('$') {
+            assert!(
+                variables.contains(variable),
+                "{file}, panel {title}: `{expression}` uses unknown ${variable}"
+            );
+        } else if token.starts_with(|c: char| c.is_ascii_lowercase()) {
+            assert!(
+                ids.contains(token),
+                "{file}, panel {title}: `{expression}` refers to no query `{token}`"
+            );
+        } else {
+            assert!(
+                token.parse::<f64>().is_ok() || token.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{file}, panel {title}: `{token}` in `{expression}`"
+            );
+        }
+    }
+}
+
 /// Every CloudWatch query filters on the `dsql_cluster` variable, and the rendered dashboard
 /// preselects the configured cluster in it (so opening it from Grafana's list shows this profile's).
+/// Metric-math expressions (the cost panel) build on such queries of their panel.
 #[test]
 fn cloudwatch_queries_follow_the_cluster_variable_preset_to_the_configured_cluster() {
     use tdsql_config_renderer::render::GRAFANA_DSQL_CLUSTER_VARIABLE;
     let mut queries = 0;
+    let mut expressions = 0;
     for (file, dashboard) in dashboards() {
         for panel in all_panels(&dashboard) {
             for target in panel["targets"].as_array().into_iter().flatten() {
                 let cloudwatch = target["datasource"]["uid"] == "cloudwatch"
                     || (target["datasource"].is_null() && panel["datasource"]["uid"] == "cloudwatch");
                 if !cloudwatch {
+                    continue;
+                }
+                if let Some(expression) = target["expression"].as_str().filter(|e| !e.is_empty()) {
+                    assert_eq!(
+                        target["metricEditorMode"], 1,
+                        "{file}, panel {}: math in code mode",
+                        panel["title"]
+                    );
+                    check_math(&file, &dashboard, panel, expression);
+                    expressions += 1;
                     continue;
                 }
                 assert_eq!(target["namespace"], "AWS/AuroraDSQL", "{file}, panel {}", panel["title"]);
@@ -672,6 +722,7 @@ fn cloudwatch_queries_follow_the_cluster_variable_preset_to_the_configured_clust
         }
     }
     assert!(queries >= 4, "only {queries} CloudWatch queries found");
+    assert!(expressions >= 1, "the cost-per-hour panel's expression is missing");
 }
 
 /// Grafana reads the rendered dashboards: the compose files mount the generated folder where the
