@@ -42,6 +42,10 @@ pub(crate) struct Target {
     /// Seconds to wait for another migrator's lock
     #[arg(long, global = true, default_value_t = 120)]
     lock_wait: u64,
+    /// dsql dialect: trust only the CA in this PEM file instead of the public roots (the local
+    /// profile's dsql-local gateway)
+    #[arg(long, global = true, value_name = "FILE")]
+    ca_file: Option<std::path::PathBuf>,
     /// Print the statements a run would execute; write nothing
     #[arg(long, global = true)]
     dry_run: bool,
@@ -125,6 +129,8 @@ struct Resolved {
     db_name: String,
     /// Only for the dsql dialect.
     region: Option<String>,
+    /// The CA to trust instead of the public roots (dsql dialect).
+    ca_file: Option<std::path::PathBuf>,
 }
 
 impl Resolved {
@@ -158,6 +164,7 @@ impl Target {
             database: self.database.clone(),
             db_name: self.db_name.clone().unwrap_or_else(|| self.database.clone()),
             region: None,
+            ca_file: self.ca_file.clone(),
         };
         if resolved.host.is_empty() {
             bail!(
@@ -228,6 +235,7 @@ async fn connect(target: &Resolved) -> Result<PgConnection> {
             config.user.clone_from(&target.user);
             config.database.clone_from(&target.database);
             config.tls = Tls::VerifyFull;
+            config.ca_file.clone_from(&target.ca_file);
             config.application_name = Some("tdsql-schema".to_owned());
             (config, Arc::new(tokens))
         }
