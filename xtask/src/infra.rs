@@ -871,6 +871,29 @@ fn confirm_destroy(project: &str, confirm: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// Why `init` got no provider, and the two ways to get one.
+fn provider_advice(mirror: bool) -> String {
+    let cli_config = std::env::var("TF_CLI_CONFIG_FILE").ok().filter(|v| !v.is_empty());
+    let cause = match (&cli_config, mirror) {
+        (Some(file), true) => format!(
+            "the provider mirror that TF_CLI_CONFIG_FILE ({file}) names does not hold hashicorp/aws (the directory \
+             is missing or lacks this version and platform)"
+        ),
+        (None, true) => {
+            "the provider mirror of your terraform CLI configuration does not hold hashicorp/aws".to_owned()
+        }
+        (_, false) => "the Terraform registry (registry.terraform.io) was unreachable".to_owned(),
+    };
+    format!(
+        "could not get the hashicorp/aws provider: {cause}. Either let terraform reach \
+         registry.terraform.io (network, or HTTPS_PROXY for a proxy), or install it from a provider mirror: point \
+         TF_CLI_CONFIG_FILE at a CLI configuration whose provider_installation has a filesystem_mirror holding \
+         hashicorp/aws at the version in terraform/shared/{lock} (`terraform providers mirror <dir>` fills one on a \
+         machine with network)",
+        lock = terraform::LOCK_FILE
+    )
+}
+
 /// Adds what a known Terraform failure means and what to run; other failures pass unchanged.
 fn explain(err: anyhow::Error, what: &str) -> anyhow::Error {
     let Some(failed) = err.downcast_ref::<CommandFailed>() else {
@@ -903,6 +926,14 @@ fn explain(err: anyhow::Error, what: &str) -> anyhow::Error {
         Some(Failure::StateLocked) => "another terraform run holds the state lock; wait for it to finish (or, if it \
              crashed, run `terraform force-unlock <id>` in terraform/shared)"
             .to_owned(),
+        Some(Failure::ProviderUnavailable { mirror }) => provider_advice(mirror),
+        Some(Failure::ProviderNotInLockFile) => format!(
+            "the hashicorp/aws provider package for this platform has no checksum in \
+             terraform/shared/{lock} (the committed lock file), so terraform refuses it. With access to the Terraform \
+             registry, record the hashes of every platform contributors use and commit the file: `{command}`",
+            lock = terraform::LOCK_FILE,
+            command = terraform::LOCK_COMMAND
+        ),
         None => return err.context(what.to_owned()),
     };
     err.context(format!("{what}: {advice}"))

@@ -228,15 +228,23 @@ fn terraform_module_is_formatted_and_valid() {
         String::from_utf8_lossy(&fmt.stdout)
     );
 
-    // validate needs an initialised directory; a copy keeps .terraform/ and the lock file out of the tree.
+    // validate needs an initialised directory; a copy keeps .terraform/ out of the tree. The
+    // committed lock file comes along, read-only: the provider of the local mirror must match it.
     let sandbox = Sandbox::new("validate");
     for entry in std::fs::read_dir(&module).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "tf") {
+        if path.extension().is_some_and(|e| e == "tf") || path.ends_with(".terraform.lock.hcl") {
             std::fs::copy(&path, sandbox.state_dir().join(path.file_name().unwrap())).unwrap();
         }
     }
-    for args in [&["init", "-backend=false", "-input=false", "-no-color"][..], &["validate", "-no-color"]] {
+    assert!(
+        sandbox.state_dir().join(".terraform.lock.hcl").is_file(),
+        "terraform/shared/.terraform.lock.hcl is committed"
+    );
+    for args in [
+        &["init", "-backend=false", "-input=false", "-lockfile=readonly", "-no-color"][..],
+        &["validate", "-no-color"],
+    ] {
         let out = Command::new(&terraform)
             .arg(format!("-chdir={}", sandbox.state_dir().display()))
             .args(args)
@@ -454,6 +462,51 @@ fn missing_credentials_are_explained() {
     // plan runs Terraform's provider (with no cluster configured: the empty state manages none).
     let plan = without_credentials(&["infra", "plan"]);
     plan.expect_message(&["no usable AWS credentials", "AWS_PROFILE", "cargo xtask doctor"]);
+}
+
+/// `init` without a provider (a mirror that is not there; a registry behind a proxy that refuses
+/// connections, so that no network is needed to reach it) names the cause and both fixes.
+#[test]
+fn a_provider_that_cannot_be_had_is_explained() {
+    let sandbox = Sandbox::new("noprovider");
+    sandbox.write_config(false, REGION);
+    let missing = sandbox.dir.join("no-such-mirror");
+    let cli_config = sandbox.dir.join("terraform.rc");
+    std::fs::write(
+        &cli_config,
+        format!(
+            "provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include =              [\"registry.terraform.io/hashicorp/aws\"]\n  }}\n  direct {{\n    exclude =              [\"registry.terraform.io/hashicorp/aws\"]\n  }}\n}}\n",
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let output = sandbox.xtask(&["infra", "plan"]).env("TF_CLI_CONFIG_FILE", &cli_config).output().unwrap();
+    let run = Run::of(output, &["infra", "plan"]).failure();
+    run.expect_message(&[
+        "terraform init failed",
+        "could not get the hashicorp/aws provider",
+        &format!("the provider mirror that TF_CLI_CONFIG_FILE ({})", cli_config.display()),
+        "registry.terraform.io",
+        "filesystem_mirror",
+    ]);
+    assert!(
+        !sandbox.state_dir().join(".terraform/tdsql-init-stamp").exists(),
+        "a failed init is not recorded"
+    );
+
+    std::fs::write(&cli_config, "# no provider_installation: straight to the registry\n").unwrap();
+    let output = sandbox
+        .xtask(&["infra", "plan"])
+        .env("TF_CLI_CONFIG_FILE", &cli_config)
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    let run = Run::of(output, &["infra", "plan"]).failure();
+    run.expect_message(&[
+        "the Terraform registry (registry.terraform.io) was unreachable",
+        "HTTPS_PROXY",
+        "TF_CLI_CONFIG_FILE",
+    ]);
 }
 
 #[test]

@@ -34,6 +34,13 @@ const FORWARDED_ENV: [&str; 11] = [
 /// Written into `.terraform/` after a successful `init`, with what that init depended on.
 const INIT_STAMP: &str = "tdsql-init-stamp";
 
+/// The committed dependency lock file of `terraform/shared` (provider version and hashes).
+pub(crate) const LOCK_FILE: &str = ".terraform.lock.hcl";
+
+/// The platforms contributors use; the command that records their hashes needs the registry.
+pub(crate) const LOCK_COMMAND: &str = "terraform -chdir=terraform/shared providers lock -platform=linux_amd64 \
+     -platform=linux_arm64 -platform=darwin_amd64 -platform=darwin_arm64";
+
 /// How Terraform is started.
 #[derive(Debug, Clone)]
 enum Runner {
@@ -98,8 +105,8 @@ impl Workspace {
         self.work_dir != self.module_dir
     }
 
-    /// Brings the copy of the module up to date (`*.tf` files only; tfvars, state and
-    /// `.terraform/` stay). Nothing to do when Terraform runs in the module itself.
+    /// Brings the copy of the module up to date (`*.tf` files and the lock file; tfvars, state
+    /// and `.terraform/` stay). Nothing to do when Terraform runs in the module itself.
     pub(crate) fn sync_module(&self) -> Result<()> {
         if !self.is_copy() {
             return Ok(());
@@ -145,10 +152,17 @@ impl Workspace {
         self.data_dir.clone().unwrap_or_else(|| self.work_dir.join(".terraform"))
     }
 
-    /// What an `init` depends on: the provider requirements, the backend's state path, the runner.
+    /// What an `init` depends on: the provider requirements and their lock, the backend's state
+    /// path, the runner.
     fn init_stamp(&self) -> String {
-        let versions = std::fs::read_to_string(self.module_dir.join("versions.tf")).unwrap_or_default();
-        format!("{}\n{}\n{versions}", self.state_file.display(), self.uses_docker())
+        let read = |name: &str| std::fs::read_to_string(self.module_dir.join(name)).unwrap_or_default();
+        format!(
+            "{}\n{}\n{}\n{}",
+            self.state_file.display(),
+            self.uses_docker(),
+            read("versions.tf"),
+            read(LOCK_FILE)
+        )
     }
 
     /// Whether an earlier `init` still holds, so the next one can be skipped (each costs seconds).
@@ -271,7 +285,8 @@ fn owner_of(_path: &Path) -> Option<String> {
     None
 }
 
-/// Copies the module's `*.tf` files into `dir` and removes `*.tf` files the module no longer has.
+/// Copies the module's `*.tf` files and its lock file into `dir`, and removes `*.tf` files the
+/// module no longer has.
 fn copy_module(module_dir: &Path, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let is_tf = |p: &Path| p.extension().is_some_and(|e| e == "tf") && p.is_file();
@@ -283,7 +298,7 @@ fn copy_module(module_dir: &Path, dir: &Path) -> Result<()> {
     }
     for entry in std::fs::read_dir(module_dir).with_context(|| format!("reading {}", module_dir.display()))? {
         let path = entry?.path();
-        if is_tf(&path) {
+        if is_tf(&path) || path.file_name().is_some_and(|n| n == LOCK_FILE) {
             let to = dir.join(path.file_name().unwrap_or_default());
             std::fs::copy(&path, &to)
                 .with_context(|| format!("copying {} to {}", path.display(), to.display()))?;
@@ -342,11 +357,20 @@ pub(crate) enum Failure {
     DeletionProtection,
     RegionWithoutDsql,
     StateLocked,
+    /// `init` could not get the provider: from the registry (`mirror: false`) or from the
+    /// filesystem mirror the CLI configuration names (`mirror: true`).
+    ProviderUnavailable {
+        mirror: bool,
+    },
+    /// The provider package found for this platform has no hash in the lock file.
+    ProviderNotInLockFile,
 }
 
-/// Recognises a known failure in Terraform's output (ANSI colours are ignored).
+/// Recognises a known failure in Terraform's output (ANSI colours, the box around diagnostics
+/// and line wrapping are ignored).
 pub(crate) fn classify(output: &str) -> Option<Failure> {
-    let text = strip_ansi(output);
+    let text =
+        strip_ansi(output).replace(['│', '╷', '╵'], " ").split_whitespace().collect::<Vec<_>>().join(" ");
     let has = |needle: &str| text.contains(needle);
     if has("has lifecycle.prevent_destroy") {
         let resources = text
@@ -384,6 +408,13 @@ pub(crate) fn classify(output: &str) -> Option<Failure> {
     }
     if has("Error acquiring the state lock") {
         return Some(Failure::StateLocked);
+    }
+    if has("doesn't match any of the checksums previously recorded in the dependency lock file") {
+        return Some(Failure::ProviderNotInLockFile);
+    }
+    if has("Failed to query available provider packages") || has("Failed to install provider") {
+        let mirror = has("cannot search ") || has("was not found in any of the search locations");
+        return Some(Failure::ProviderUnavailable { mirror });
     }
     None
 }
@@ -460,6 +491,24 @@ mod tests {
             Some(Failure::NoCredentials)
         );
         assert_eq!(classify("Error: something else"), None);
+    }
+
+    /// Terraform 1.11.4's `init` output when the provider cannot be had, as printed here.
+    #[test]
+    fn an_unavailable_provider_is_recognised() {
+        let registry = "Error: Failed to query available provider packages\n\nCould not retrieve the list of \
+                        available versions for provider hashicorp/aws:\ncould not connect to registry.terraform.io: \
+                        failed to request discovery\ndocument: Get \"https://registry.terraform.io/.well-known/\
+                        terraform.json\":\ndial tcp: lookup registry.terraform.io on 10.255.255.53:53: no such host";
+        assert_eq!(classify(registry), Some(Failure::ProviderUnavailable { mirror: false }));
+        let mirror = "Error: Failed to query available provider packages\n\nCould not retrieve the list of \
+                      available versions for provider hashicorp/aws:\ncannot search /tmp/no-such-mirror: lstat \
+                      /tmp/no-such-mirror: no such file or\ndirectory";
+        assert_eq!(classify(mirror), Some(Failure::ProviderUnavailable { mirror: true }));
+        let checksum = "Error: Failed to install provider\n\nError while installing hashicorp/aws v5.100.0: the \
+                        current package for registry.terraform.io/hashicorp/aws 5.100.0\ndoesn't match any of the \
+                        checksums previously recorded in the dependency lock file";
+        assert_eq!(classify(checksum), Some(Failure::ProviderNotInLockFile));
     }
 
     #[test]
