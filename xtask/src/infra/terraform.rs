@@ -17,7 +17,7 @@ pub(crate) const TERRAFORM_IMAGE: &str = "hashicorp/terraform:1.11.4";
 pub(crate) const STATE_DIR_ENV: &str = "TDSQL_TF_STATE_DIR";
 
 /// The AWS variables handed into the Terraform container by name (values never printed).
-const FORWARDED_ENV: [&str; 11] = [
+const FORWARDED_ENV: [&str; 12] = [
     "AWS_PROFILE",
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
@@ -27,12 +27,23 @@ const FORWARDED_ENV: [&str; 11] = [
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_DSQL",
     "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_ENDPOINT_URL_S3",
     "AWS_EC2_METADATA_DISABLED",
     "TF_LOG",
 ];
 
 /// Written into `.terraform/` after a successful `init`, with what that init depended on.
 const INIT_STAMP: &str = "tdsql-init-stamp";
+
+/// Written into the working directory when the state lives in S3: the module declares
+/// `backend "local"`, and an override file is how Terraform lets a run replace it.
+const BACKEND_OVERRIDE: &str = "backend_override.tf";
+const BACKEND_OVERRIDE_TEXT: &str =
+    "# Written by `cargo xtask infra` because infra.state.backend = \"s3\"; removed when it is \"local\".
+terraform {
+  backend \"s3\" {}
+}
+";
 
 /// The committed dependency lock file of `terraform/shared` (provider version and hashes).
 pub(crate) const LOCK_FILE: &str = ".terraform.lock.hcl";
@@ -137,7 +148,9 @@ impl Workspace {
         for entry in std::fs::read_dir(&self.work_dir)? {
             let path = entry?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if matches!(name, "terraform.tfvars" | ".terraform.lock.hcl") || name.ends_with(".auto.tfvars") {
+            if matches!(name, "terraform.tfvars" | LOCK_FILE | BACKEND_OVERRIDE)
+                || name.ends_with(".auto.tfvars")
+            {
                 std::fs::copy(&path, dir.join(name))
                     .with_context(|| format!("copying {}", path.display()))?;
             }
@@ -148,35 +161,65 @@ impl Workspace {
         Ok(())
     }
 
-    fn data_dir(&self) -> PathBuf {
+    /// Declares the S3 backend (an override file in the working directory) or takes that back.
+    pub(crate) fn declare_s3_backend(&self, s3: bool) -> Result<()> {
+        let path = self.work_dir.join(BACKEND_OVERRIDE);
+        if s3 {
+            std::fs::create_dir_all(&self.work_dir)?;
+            return std::fs::write(&path, BACKEND_OVERRIDE_TEXT)
+                .with_context(|| format!("writing {}", path.display()));
+        }
+        // Only a file of ours: someone's own override stays.
+        if std::fs::read_to_string(&path).is_ok_and(|text| text == BACKEND_OVERRIDE_TEXT) {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The backend the last successful `init` configured, from Terraform's own record in the
+    /// data directory; `None` before the first `init`.
+    pub(crate) fn initialised_backend(&self) -> Option<InitialisedBackend> {
+        #[derive(serde::Deserialize)]
+        struct Record {
+            backend: Option<InitialisedBackend>,
+        }
+        let text = std::fs::read_to_string(self.data_dir().join("terraform.tfstate")).ok()?;
+        serde_json::from_str::<Record>(&text).ok()?.backend
+    }
+
+    /// Terraform's data directory (`.terraform/` of the working directory unless a scratch copy).
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.data_dir.clone().unwrap_or_else(|| self.work_dir.join(".terraform"))
     }
 
-    /// What an `init` depends on: the provider requirements and their lock, the backend's state
-    /// path, the runner.
-    fn init_stamp(&self) -> String {
+    /// What an `init` depends on: the provider requirements and their lock, the backend
+    /// configuration (`init` arguments), the runner.
+    fn init_stamp(&self, backend_args: &[String]) -> String {
         let read = |name: &str| std::fs::read_to_string(self.module_dir.join(name)).unwrap_or_default();
         format!(
             "{}\n{}\n{}\n{}",
-            self.state_file.display(),
+            backend_args.join(" "),
             self.uses_docker(),
             read("versions.tf"),
             read(LOCK_FILE)
         )
     }
 
-    /// Whether an earlier `init` still holds, so the next one can be skipped (each costs seconds).
-    pub(crate) fn is_initialised(&self) -> bool {
+    /// Whether an earlier `init` with these backend arguments still holds, so the next one can be
+    /// skipped (each costs seconds).
+    pub(crate) fn is_initialised(&self, backend_args: &[String]) -> bool {
         let data_dir = self.data_dir();
-        self.work_dir.join(".terraform.lock.hcl").is_file()
+        self.work_dir.join(LOCK_FILE).is_file()
             && data_dir.join("providers").is_dir()
-            && std::fs::read_to_string(data_dir.join(INIT_STAMP)).is_ok_and(|s| s == self.init_stamp())
+            && std::fs::read_to_string(data_dir.join(INIT_STAMP))
+                .is_ok_and(|s| s == self.init_stamp(backend_args))
     }
 
     /// Records a successful `init`.
-    pub(crate) fn mark_initialised(&self) -> Result<()> {
+    pub(crate) fn mark_initialised(&self, backend_args: &[String]) -> Result<()> {
         let path = self.data_dir().join(INIT_STAMP);
-        std::fs::write(&path, self.init_stamp()).with_context(|| format!("writing {}", path.display()))
+        std::fs::write(&path, self.init_stamp(backend_args))
+            .with_context(|| format!("writing {}", path.display()))
     }
 
     /// `terraform -chdir=<work dir> <args>`, locally or in the official image.
@@ -307,11 +350,36 @@ fn copy_module(module_dir: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The backend Terraform's data directory records (`.terraform/terraform.tfstate`).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub(crate) struct InitialisedBackend {
+    /// `local`, `s3`, ...
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+    #[serde(default)]
+    config: serde_json::Map<String, serde_json::Value>,
+}
+
+impl InitialisedBackend {
+    /// A string setting of the backend (`bucket`, `key`, `path`), when set.
+    pub(crate) fn setting(&self, name: &str) -> Option<&str> {
+        self.config.get(name).and_then(serde_json::Value::as_str)
+    }
+}
+
 /// The endpoint of a local AWS API from the environment, if any (the most general one).
 pub(crate) fn local_endpoint() -> Option<String> {
     ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DSQL", "AWS_ENDPOINT_URL_DYNAMODB"]
         .into_iter()
         .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+}
+
+/// Whether the S3 backend talks to a local API (moto, MinIO): AWS_ENDPOINT_URL or
+/// AWS_ENDPOINT_URL_S3, which the backend reads itself.
+pub(crate) fn local_s3_endpoint() -> bool {
+    ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
+        .into_iter()
+        .any(|var| std::env::var(var).is_ok_and(|v| !v.is_empty()))
 }
 
 /// `-var` arguments for the endpoint variables of the module, from the same environment
