@@ -155,11 +155,12 @@ fn read_remote_state(
     if let Backend::S3(s3) = backend {
         check_no_local_state(workspace, s3)?;
     }
-    init(ctx, workspace, backend)?;
     if ctx.dry_run {
-        eprintln!("note: dry run: the state in {url} is not read (terraform init did not run)");
+        // Reading it needs an init, which writes; the plan shows the init it would run.
+        eprintln!("note: dry run: the state in {url} is not read");
         return Ok(StateFile::default());
     }
+    init(ctx, workspace, backend)?;
     let json = workspace
         .terraform(["state", "pull"])
         .read(ctx)
@@ -305,12 +306,6 @@ fn check_no_local_state(workspace: &Workspace, s3: &settings::S3Backend) -> Resu
 
 /// `terraform init`, unless an earlier one still holds.
 fn init(ctx: &Context, workspace: &Workspace, backend: &Backend) -> Result<()> {
-    init_with(ctx, workspace, backend, false)
-}
-
-/// `init`; `migrating` lifts the guard against a local state left behind (`state migrate` is
-/// what moves it).
-fn init_with(ctx: &Context, workspace: &Workspace, backend: &Backend, migrating: bool) -> Result<()> {
     if !ctx.dry_run {
         workspace.sync_module()?;
         workspace.declare_s3_backend(matches!(backend, Backend::S3(_)))?;
@@ -319,7 +314,7 @@ fn init_with(ctx: &Context, workspace: &Workspace, backend: &Backend, migrating:
     if workspace.is_initialised(&backend_args) {
         return Ok(());
     }
-    let reconfigure = check_backend_switch(workspace, backend, migrating)?;
+    let reconfigure = check_backend_switch(ctx, workspace, backend)?;
     let mut args = vec!["init".to_owned(), "-input=false".to_owned()];
     if reconfigure {
         args.push("-reconfigure".to_owned());
@@ -336,7 +331,7 @@ fn init_with(ctx: &Context, workspace: &Workspace, backend: &Backend, migrating:
 /// Refuses a switch of backend that would leave the state behind (a plan against the empty new
 /// one would create a second cluster); returns whether `init` needs `-reconfigure`, which is
 /// safe once these checks pass: nothing is left behind.
-fn check_backend_switch(workspace: &Workspace, backend: &Backend, migrating: bool) -> Result<bool> {
+fn check_backend_switch(ctx: &Context, workspace: &Workspace, backend: &Backend) -> Result<bool> {
     let recorded = workspace.initialised_backend();
     let record_file = workspace.data_dir().join("terraform.tfstate");
     match backend {
@@ -357,8 +352,20 @@ fn check_backend_switch(workspace: &Workspace, backend: &Backend, migrating: boo
             Ok(false)
         }
         Backend::S3(s3) => {
-            if !migrating {
-                check_no_local_state(workspace, s3)?;
+            check_no_local_state(workspace, s3)?;
+            // A state file without resources (left by a destroy) makes the first init against S3
+            // offer to migrate it, a prompt that -input=false turns into an error.
+            let file = &workspace.state_file;
+            if file.is_file() && !ctx.dry_run {
+                let unused = file.with_extension("tfstate.unused");
+                std::fs::rename(file, &unused)
+                    .with_context(|| format!("moving {} to {}", file.display(), unused.display()))?;
+                eprintln!(
+                    "note: moved {} (it manages no resources) to {}: the state is in {} now",
+                    file.display(),
+                    unused.display(),
+                    s3.url()
+                );
             }
             if let Some(before) = recorded.as_ref().filter(|r| r.kind == "s3")
                 && (before.setting("bucket") != Some(s3.bucket.as_str())
@@ -894,7 +901,7 @@ fn migrate(ctx: &Context) -> Result<()> {
     let kept = local_file.with_extension("tfstate.migrated");
     if ctx.dry_run {
         println!("# first: move {} to {}", local_file.display(), kept.display());
-        init_with(ctx, &workspace, &settings.backend, true)?;
+        init(ctx, &workspace, &settings.backend)?;
         println!("# then: check that {} holds no state yet", s3.url());
         workspace.terraform(["state".to_owned(), "push".to_owned(), kept.display().to_string()]).run(ctx)?;
         return Ok(());
@@ -935,7 +942,7 @@ fn push_into(
     s3: &settings::S3Backend,
     local: &std::path::Path,
 ) -> Result<()> {
-    init_with(ctx, workspace, backend, true)?;
+    init(ctx, workspace, backend)?;
     let remote = workspace
         .terraform(["state", "pull"])
         .read(ctx)

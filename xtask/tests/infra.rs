@@ -604,6 +604,45 @@ fn a_local_state_migrates_into_s3_and_plans_without_changes() {
     });
 }
 
+/// A clone that starts on the S3 backend (S3's own lock file): the dry run shows the backend
+/// settings; a local state without resources (as a destroy leaves it) is moved aside instead of
+/// making the first init ask whether to migrate it; the plan runs against the S3 state.
+#[test]
+fn a_new_clone_plans_against_the_s3_state() {
+    let sandbox = Sandbox::new("s3fresh");
+    sandbox.write_config(false, REGION);
+    let bucket = format!("{}-state", sandbox.project);
+    let (status, response) = s3_request("PUT", &format!("/{bucket}"));
+    assert_eq!(status, 200, "creating bucket {bucket} on moto:\n{response}");
+    let mut config = std::fs::read_to_string(sandbox.config_file()).unwrap();
+    config.push_str(&format!(
+        "\n[infra.state]\nbackend = \"s3\"\nbucket = \"{bucket}\"\nkey = \"team/shared.tfstate\"\n"
+    ));
+    std::fs::write(sandbox.config_file(), config).unwrap();
+    let emptied = r#"{"version": 4, "terraform_version": "1.11.4", "serial": 9, "lineage": "x", "outputs": {}, "resources": []}"#;
+    std::fs::write(sandbox.state_dir().join("terraform.tfstate"), emptied).unwrap();
+
+    let dry = sandbox.run(&["--dry-run", "infra", "plan"]).success();
+    let init = dry.stdout.lines().find(|l| l.contains(" init ")).unwrap_or_default().to_owned();
+    for config in [
+        format!("-backend-config=bucket={bucket}"),
+        "-backend-config=key=team/shared.tfstate".to_owned(),
+        format!("-backend-config=region={REGION}"),
+        "-backend-config=use_lockfile=true".to_owned(),
+        "-backend-config=encrypt=true".to_owned(),
+    ] {
+        assert!(init.contains(&config), "the init of the dry run lacks {config}:\n{}", dry.stdout);
+    }
+    assert!(!sandbox.state_dir().join("backend_override.tf").exists(), "a dry run writes nothing");
+
+    let plan = sandbox.run(&["infra", "plan"]).success();
+    plan.expect_message(&["tfstate.unused", &format!("s3://{bucket}/team/shared.tfstate")]);
+    assert!(plan.stderr.contains("+ create aws_dsql_cluster.this"), "{}", plan.stderr);
+    let record = std::fs::read_to_string(sandbox.state_dir().join(".terraform/terraform.tfstate")).unwrap();
+    assert!(record.contains("\"type\": \"s3\""), "the working directory uses the S3 backend:\n{record}");
+    assert!(!sandbox.state_dir().join("terraform.tfstate").exists(), "no local state");
+}
+
 /// `init` without a provider (a mirror that is not there; a registry behind a proxy that refuses
 /// connections, so that no network is needed to reach it) names the cause and both fixes.
 #[test]
