@@ -66,10 +66,7 @@ impl SqlError {
     /// 25P02, every statement of a failed transaction until it ends.
     #[must_use]
     pub fn transaction_aborted() -> Self {
-        Self::error(
-            "25P02",
-            "current transaction is aborted, commands ignored until end of transaction block",
-        )
+        Self::error("25P02", "current transaction is aborted, commands ignored until end of transaction block")
     }
 
     /// 0A000, a second DDL statement in one transaction.
