@@ -560,6 +560,12 @@ fn a_local_state_migrates_into_s3_and_plans_without_changes() {
         "a plan after the migration changes nothing:\n{}",
         plan.stderr
     );
+    assert!(
+        !format!("{}{}", plan.stdout, plan.stderr).contains("Error releasing the state lock"),
+        "the plan released its lock:\n{}\n{}",
+        plan.stdout,
+        plan.stderr
+    );
     let status = sandbox.run(&["infra", "status"]).success();
     assert!(
         status.stdout.contains(&format!(
