@@ -15,6 +15,8 @@ terraform {
   }
 
   # Local state (terraform.tfstate next to this file unless `init -backend-config=path=...` says
-  # otherwise; `cargo xtask infra` keeps it there, or under TDSQL_TF_STATE_DIR).
+  # otherwise; `cargo xtask infra` keeps it there, or under TDSQL_TF_STATE_DIR). With
+  # infra.state.backend = "s3" the xtask writes a backend_override.tf (git-ignored) declaring
+  # `backend "s3" {}` and passes bucket, key, region and locking as -backend-config.
   backend "local" {}
 }

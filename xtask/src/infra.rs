@@ -19,7 +19,7 @@ use crate::context::Context;
 use crate::exec::CommandFailed;
 use crate::ops;
 
-use self::settings::{Settings, WriteBack};
+use self::settings::{Backend, Settings, WriteBack};
 use self::state::{PlanJson, PlanSummary, StateFile};
 use self::terraform::{Failure, Workspace};
 
@@ -45,6 +45,16 @@ enum InfraCommand {
     Import(ImportArgs),
     /// Delete the cluster and tables for good; asks for the project name to be typed back
     Destroy(DestroyArgs),
+    /// Where the terraform state lives (`infra.state.*` in config.toml)
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StateCommand {
+    /// Move this clone's local state into the S3 backend that infra.state.* configures (refuses to
+    /// overwrite a state already there), and keep the local file as terraform.tfstate.migrated
+    Migrate,
 }
 
 /// Flags shared by `plan` and `apply`.
@@ -105,6 +115,7 @@ impl InfraArgs {
             InfraCommand::Output(args) => output(ctx, &args),
             InfraCommand::Import(args) => import(ctx, &args),
             InfraCommand::Destroy(args) => destroy(ctx, &args),
+            InfraCommand::State(StateCommand::Migrate) => migrate(ctx),
         }
     }
 }
@@ -114,42 +125,70 @@ struct Prepared {
     settings: Settings,
     workspace: Workspace,
     state: StateFile,
+    /// Where the state is: the local file or `s3://bucket/key`.
+    location: String,
 }
 
 fn prepare(ctx: &Context) -> Result<Prepared> {
     let settings = Settings::load(ctx)?;
     let workspace = Workspace::locate()?;
-    let state = StateFile::read(&workspace.state_file)?;
-    check_state_project(&settings, &workspace, &state)?;
     if workspace.uses_docker() {
         eprintln!("note: no local terraform found; running {} through Docker", terraform::TERRAFORM_IMAGE);
     }
-    Ok(Prepared { settings, workspace, state })
+    let (state, location) = match &settings.backend {
+        Backend::Local => {
+            (StateFile::read(&workspace.state_file)?, workspace.state_file.display().to_string())
+        }
+        Backend::S3(s3) => (read_remote_state(ctx, &workspace, &settings.backend, &s3.url())?, s3.url()),
+    };
+    check_state_project(&settings, &location, &state)?;
+    Ok(Prepared { settings, workspace, state, location })
+}
+
+/// init + `terraform state pull`: the checks that run before a plan read the shared state too.
+fn read_remote_state(
+    ctx: &Context,
+    workspace: &Workspace,
+    backend: &Backend,
+    url: &str,
+) -> Result<StateFile> {
+    if let Backend::S3(s3) = backend {
+        check_no_local_state(workspace, s3)?;
+    }
+    if ctx.dry_run {
+        // Reading it needs an init, which writes; the plan shows the init it would run.
+        eprintln!("note: dry run: the state in {url} is not read");
+        return Ok(StateFile::default());
+    }
+    init(ctx, workspace, backend)?;
+    let json = workspace
+        .terraform(["state", "pull"])
+        .read(ctx)
+        .map_err(|err| explain(err, &format!("reading the terraform state from {url} failed")))?;
+    StateFile::parse(&json, url)
 }
 
 /// A state written for another project (or another configuration) must not be planned against:
 /// Terraform would rename or replace that project's resources.
-fn check_state_project(settings: &Settings, workspace: &Workspace, state: &StateFile) -> Result<()> {
+fn check_state_project(settings: &Settings, location: &str, state: &StateFile) -> Result<()> {
     let foreign = state.foreign_resources();
     if !foreign.is_empty() {
         bail!(
-            "the terraform state at {} is not one of terraform/shared (it manages {}); move it aside, or point \
-             {} at an empty directory for this project",
-            workspace.state_file.display(),
+            "the terraform state at {location} is not one of terraform/shared (it manages {}); move it aside, or \
+             point {} at an empty directory (infra.state.key at another object) for this project",
             foreign.join(", "),
             terraform::STATE_DIR_ENV
         );
     }
     match state.project() {
         Some(project) if project != settings.project => bail!(
-            "the terraform state at {} belongs to project `{project}`, but project.name in {} is `{}`; \
+            "the terraform state at {location} belongs to project `{project}`, but project.name in {} is `{}`; \
              set project.name back to `{project}` to manage that project's cluster, or give `{}` a state of its \
-             own: move {} aside (it still tracks `{project}`'s cluster) or set {} to an empty directory",
-            workspace.state_file.display(),
+             own: move {location} aside (it still tracks `{project}`'s cluster) or set {} to an empty directory \
+             (with the S3 backend: another infra.state.key)",
             settings.config_file.display(),
             settings.project,
             settings.project,
-            workspace.state_file.display(),
             terraform::STATE_DIR_ENV
         ),
         _ => Ok(()),
@@ -239,25 +278,112 @@ fn colour_args() -> Vec<String> {
     if std::io::stderr().is_terminal() { Vec::new() } else { vec!["-no-color".to_owned()] }
 }
 
-/// `terraform init`, unless an earlier one still holds.
-fn init(ctx: &Context, workspace: &Workspace) -> Result<()> {
-    if !ctx.dry_run {
-        workspace.sync_module()?;
+/// The `-backend-config` arguments of `init` for the configured backend.
+fn backend_args(workspace: &Workspace, backend: &Backend) -> Vec<String> {
+    match backend {
+        Backend::Local => vec![format!("-backend-config=path={}", workspace.state_file.display())],
+        Backend::S3(s3) => s3
+            .init_config(terraform::local_s3_endpoint())
+            .into_iter()
+            .map(|config| format!("-backend-config={config}"))
+            .collect(),
     }
-    if workspace.is_initialised() {
+}
+
+/// With the S3 backend, a local state that still manages resources has to be migrated, not
+/// forgotten (a plan against the other state would not see them).
+fn check_no_local_state(workspace: &Workspace, s3: &settings::S3Backend) -> Result<()> {
+    if StateFile::read(&workspace.state_file)?.is_empty() {
         return Ok(());
     }
-    let mut args = vec![
-        "init".to_owned(),
-        "-input=false".to_owned(),
-        format!("-backend-config=path={}", workspace.state_file.display()),
-    ];
+    bail!(
+        "infra.state.backend is s3 ({}), but the local state {} still manages resources; run `cargo xtask infra \
+         state migrate` to move it there, or set infra.state.backend = \"local\" to keep using it",
+        s3.describe(),
+        workspace.state_file.display()
+    )
+}
+
+/// `terraform init`, unless an earlier one still holds.
+fn init(ctx: &Context, workspace: &Workspace, backend: &Backend) -> Result<()> {
+    if !ctx.dry_run {
+        workspace.sync_module()?;
+        workspace.declare_s3_backend(matches!(backend, Backend::S3(_)))?;
+    }
+    let backend_args = backend_args(workspace, backend);
+    if workspace.is_initialised(&backend_args) {
+        return Ok(());
+    }
+    let reconfigure = check_backend_switch(ctx, workspace, backend)?;
+    let mut args = vec!["init".to_owned(), "-input=false".to_owned()];
+    if reconfigure {
+        args.push("-reconfigure".to_owned());
+    }
+    args.extend(backend_args.iter().cloned());
     args.extend(colour_args());
     workspace.terraform(args).run(ctx).map_err(|err| explain(err, "terraform init failed"))?;
     if !ctx.dry_run {
-        workspace.mark_initialised()?;
+        workspace.mark_initialised(&backend_args)?;
     }
     Ok(())
+}
+
+/// Refuses a switch of backend that would leave the state behind (a plan against the empty new
+/// one would create a second cluster); returns whether `init` needs `-reconfigure`, which is
+/// safe once these checks pass: nothing is left behind.
+fn check_backend_switch(ctx: &Context, workspace: &Workspace, backend: &Backend) -> Result<bool> {
+    let recorded = workspace.initialised_backend();
+    let record_file = workspace.data_dir().join("terraform.tfstate");
+    match backend {
+        Backend::Local => {
+            if let Some(s3) = recorded.as_ref().filter(|r| r.kind == "s3") {
+                bail!(
+                    "this working directory keeps its terraform state in s3://{}/{} (since its last init), but \
+                     infra.state.backend is local: a plan against the empty local state would create a second \
+                     cluster. Set infra.state.backend = \"s3\" (and its bucket) again; to go back to a local state on \
+                     purpose, run `terraform -chdir={} state pull > {}` first, then delete {}",
+                    s3.setting("bucket").unwrap_or("?"),
+                    s3.setting("key").unwrap_or("?"),
+                    workspace.work_dir.display(),
+                    workspace.state_file.display(),
+                    record_file.display()
+                );
+            }
+            Ok(false)
+        }
+        Backend::S3(s3) => {
+            check_no_local_state(workspace, s3)?;
+            // A state file without resources (left by a destroy) makes the first init against S3
+            // offer to migrate it, a prompt that -input=false turns into an error.
+            let file = &workspace.state_file;
+            if file.is_file() && !ctx.dry_run {
+                let unused = file.with_extension("tfstate.unused");
+                std::fs::rename(file, &unused)
+                    .with_context(|| format!("moving {} to {}", file.display(), unused.display()))?;
+                eprintln!(
+                    "note: moved {} (it manages no resources) to {}: the state is in {} now",
+                    file.display(),
+                    unused.display(),
+                    s3.url()
+                );
+            }
+            if let Some(before) = recorded.as_ref().filter(|r| r.kind == "s3")
+                && (before.setting("bucket") != Some(s3.bucket.as_str())
+                    || before.setting("key") != Some(s3.key.as_str()))
+            {
+                bail!(
+                    "infra.state now names {}, but this working directory was initialised with the state in \
+                     s3://{}/{}; set infra.state.bucket and infra.state.key back, or, if the state object was copied \
+                     to the new place on purpose, delete {} and rerun",
+                    s3.url(),
+                    before.setting("bucket").unwrap_or("?"),
+                    before.setting("key").unwrap_or("?"),
+                    record_file.display()
+                );
+            }
+            Ok(recorded.is_some())
+        }
+    }
 }
 
 /// init + plan (saved) + its summary; `None` under `--dry-run`, where nothing was planned.
@@ -282,7 +408,7 @@ fn plan_with(
     summarize: bool,
 ) -> Result<Option<PlanSummary>> {
     let workspace = &prepared.workspace;
-    init(ctx, workspace)?;
+    init(ctx, workspace, &prepared.settings.backend)?;
     let mut args = vec![
         "plan".to_owned(),
         "-input=false".to_owned(),
@@ -475,10 +601,10 @@ fn output(ctx: &Context, args: &OutputArgs) -> Result<()> {
     if prepared.state.is_empty() && !ctx.dry_run {
         bail!(
             "no outputs yet: the terraform state at {} manages nothing; run `cargo xtask infra apply` first",
-            prepared.workspace.state_file.display()
+            prepared.location
         );
     }
-    init(ctx, &prepared.workspace)?;
+    init(ctx, &prepared.workspace, &prepared.settings.backend)?;
     let mut cli = vec!["output".to_owned()];
     cli.extend(colour_args());
     if args.json {
@@ -523,14 +649,17 @@ struct TableStatus {
 
 fn status(ctx: &Context) -> Result<()> {
     let prepared = prepare(ctx)?;
-    let Prepared { settings, workspace, state } = &prepared;
+    let Prepared { settings, state, location, .. } = &prepared;
+    match &settings.backend {
+        Backend::Local => println!("state       local {location}"),
+        Backend::S3(s3) => println!("state       {}", s3.describe()),
+    }
     let identifier = settings.identifier.as_deref().or_else(|| state.cluster_identifier());
     let Some(identifier) = identifier else {
         bail!(
-            "no cluster yet: dsql.identifier is not set in {} and the terraform state at {} manages none; run \
-             `cargo xtask infra apply` to create one",
-            settings.config_file.display(),
-            workspace.state_file.display()
+            "no cluster yet: dsql.identifier is not set in {} and the terraform state at {location} manages none; \
+             run `cargo xtask infra apply` to create one",
+            settings.config_file.display()
         );
     };
     let region = state.output("region").unwrap_or(&settings.region).to_owned();
@@ -579,7 +708,7 @@ fn import(ctx: &Context, args: &ImportArgs) -> Result<()> {
         );
     }
     let prepared = prepare(ctx)?;
-    let Prepared { settings, workspace, state } = &prepared;
+    let Prepared { settings, workspace, state, location } = &prepared;
     check_region(settings, &args.plan)?;
     if let Some(configured) = settings.cluster().filter(|c| *c != identifier) {
         bail!(
@@ -592,10 +721,9 @@ fn import(ctx: &Context, args: &ImportArgs) -> Result<()> {
     let managed = state.cluster_identifier();
     if let Some(managed) = managed.filter(|m| *m != identifier) {
         bail!(
-            "the terraform state at {} already manages cluster `{managed}`, and it holds one cluster; to adopt \
-             `{identifier}` for another project, give it a state of its own ({} set to an empty directory and \
+            "the terraform state at {location} already manages cluster `{managed}`, and it holds one cluster; to \
+             adopt `{identifier}` for another project, give it a state of its own ({} set to an empty directory and \
              another project.name), or run `cargo xtask infra destroy` first to delete `{managed}`",
-            workspace.state_file.display(),
             terraform::STATE_DIR_ENV
         );
     }
@@ -637,7 +765,7 @@ fn import(ctx: &Context, args: &ImportArgs) -> Result<()> {
     if managed.is_some() {
         eprintln!("the terraform state already manages `{identifier}`; nothing to import");
     } else {
-        init(ctx, workspace)?;
+        init(ctx, workspace, &settings.backend)?;
         let mut cli = vec!["import".to_owned(), "-input=false".to_owned()];
         cli.extend(colour_args());
         let mut cli = with_vars(cli, &plan_vars(settings));
@@ -745,6 +873,97 @@ fn print_status(report: &StatusReport, state: &StateFile, settings: &Settings) -
     }
 }
 
+/// `infra state migrate`: the local state into the configured S3 backend (init against S3, a
+/// check that nothing is there yet, `terraform state push`), then the local file moved aside so
+/// that nothing reads it again.
+fn migrate(ctx: &Context) -> Result<()> {
+    let settings = Settings::load(ctx)?;
+    let workspace = Workspace::locate()?;
+    let Backend::S3(s3) = &settings.backend else {
+        bail!(
+            "infra.state.backend is local in {}, so there is nowhere to migrate to; configure the S3 backend \
+             first (`cargo xtask config set infra.state.backend s3 infra.state.bucket <bucket>`; README.md, \
+             \"Shared Terraform state\"), then run `cargo xtask infra state migrate` again",
+            settings.config_file.display()
+        );
+    };
+    let local_file = &workspace.state_file;
+    if !local_file.is_file() {
+        bail!(
+            "there is no local state at {} to migrate; with infra.state.backend = s3, plan and apply already use \
+             {}",
+            local_file.display(),
+            s3.describe()
+        );
+    }
+    let local = StateFile::read(local_file)?;
+    check_state_project(&settings, &local_file.display().to_string(), &local)?;
+    let kept = local_file.with_extension("tfstate.migrated");
+    if ctx.dry_run {
+        println!("# first: move {} to {}", local_file.display(), kept.display());
+        init(ctx, &workspace, &settings.backend)?;
+        println!("# then: check that {} holds no state yet", s3.url());
+        workspace.terraform(["state".to_owned(), "push".to_owned(), kept.display().to_string()]).run(ctx)?;
+        return Ok(());
+    }
+    // Moved aside first: `init` would otherwise offer to migrate it itself, which needs a prompt.
+    std::fs::rename(local_file, &kept)
+        .with_context(|| format!("moving {} to {}", local_file.display(), kept.display()))?;
+    if let Err(err) = push_into(ctx, &workspace, &settings.backend, s3, &kept) {
+        std::fs::rename(&kept, local_file).with_context(|| {
+            format!("moving {} back to {} after: {err:#}", kept.display(), local_file.display())
+        })?;
+        return Err(
+            err.context(format!("nothing was migrated; the local state is still {}", local_file.display()))
+        );
+    }
+    let mut managed: Vec<String> =
+        local.cluster_identifier().map(|c| format!("cluster {c}")).into_iter().collect();
+    managed.extend(local.table_names().into_iter().map(|t| format!("table {t}")));
+    eprintln!(
+        "moved the terraform state of project `{}` ({}) from {} into {}; the local file is kept as {} (nothing \
+         reads it any more: delete it once `cargo xtask infra plan` shows no changes). Everyone with \
+         infra.state.backend = \"s3\", infra.state.bucket = \"{}\" and the same key now plans against it",
+        settings.project,
+        if managed.is_empty() { "no resources".to_owned() } else { managed.join(", ") },
+        local_file.display(),
+        s3.describe(),
+        kept.display(),
+        s3.bucket
+    );
+    Ok(())
+}
+
+/// init against S3, a check that it holds no state yet, and `terraform state push <local>`.
+fn push_into(
+    ctx: &Context,
+    workspace: &Workspace,
+    backend: &Backend,
+    s3: &settings::S3Backend,
+    local: &std::path::Path,
+) -> Result<()> {
+    init(ctx, workspace, backend)?;
+    let remote = workspace
+        .terraform(["state", "pull"])
+        .read(ctx)
+        .map_err(|err| explain(err, &format!("reading the terraform state from {} failed", s3.url())))?;
+    let remote = StateFile::parse(&remote, &s3.url())?;
+    if !remote.is_empty() {
+        bail!(
+            "{} already holds a terraform state (project `{}`, cluster {}); `state migrate` does not overwrite \
+             it. If it is this project's shared state (someone migrated first), the local state is an old copy: \
+             move it aside and run `cargo xtask infra plan`; otherwise point infra.state.key at another object",
+            s3.url(),
+            remote.project().unwrap_or("unknown"),
+            remote.cluster_identifier().unwrap_or("none")
+        );
+    }
+    workspace
+        .terraform(["state".to_owned(), "push".to_owned(), local.display().to_string()])
+        .run(ctx)
+        .map_err(|err| explain(err, &format!("terraform state push into {} failed", s3.url())))
+}
+
 /// Files added to the throwaway copy of the module that `destroy` runs in: they lift
 /// `prevent_destroy`, which Terraform only accepts as a literal in the configuration.
 const DESTROY_OVERRIDE: &str =
@@ -770,12 +989,11 @@ resource \"aws_dynamodb_table\" \"conn_lease\" {
 
 fn destroy(ctx: &Context, args: &DestroyArgs) -> Result<()> {
     let prepared = prepare(ctx)?;
-    let Prepared { settings, workspace, state } = &prepared;
+    let Prepared { settings, workspace, state, location } = &prepared;
     if state.is_empty() {
         bail!(
-            "nothing to destroy: the terraform state at {} manages no resources (if the cluster was created \
-             elsewhere, delete it where it was created)",
-            workspace.state_file.display()
+            "nothing to destroy: the terraform state at {location} manages no resources (if the cluster was \
+             created elsewhere, delete it where it was created)"
         );
     }
     let identifier = state.cluster_identifier().unwrap_or("(none)");
@@ -799,7 +1017,7 @@ fn destroy(ctx: &Context, args: &DestroyArgs) -> Result<()> {
         }
         vars.push("deletion_protection=false".to_owned());
         eprintln!("turning deletion protection off for cluster {identifier}");
-        init(ctx, workspace)?;
+        init(ctx, workspace, &settings.backend)?;
         // Confirmed by the typed name like the destroy itself, so no saved plan in between.
         let mut apply_args = vec!["apply".to_owned(), "-input=false".to_owned(), "-auto-approve".to_owned()];
         apply_args.extend(colour_args());
@@ -808,7 +1026,7 @@ fn destroy(ctx: &Context, args: &DestroyArgs) -> Result<()> {
             .run(ctx)
             .map_err(|err| explain(err, "turning deletion protection off failed"))?;
     } else {
-        init(ctx, workspace)?;
+        init(ctx, workspace, &settings.backend)?;
     }
 
     let scratch = workspace.scratch(&workspace.work_dir.join(".destroy"));
@@ -871,6 +1089,29 @@ fn confirm_destroy(project: &str, confirm: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// Why `init` got no provider, and the two ways to get one.
+fn provider_advice(mirror: bool) -> String {
+    let cli_config = std::env::var("TF_CLI_CONFIG_FILE").ok().filter(|v| !v.is_empty());
+    let cause = match (&cli_config, mirror) {
+        (Some(file), true) => format!(
+            "the provider mirror that TF_CLI_CONFIG_FILE ({file}) names does not hold hashicorp/aws (the directory \
+             is missing or lacks this version and platform)"
+        ),
+        (None, true) => {
+            "the provider mirror of your terraform CLI configuration does not hold hashicorp/aws".to_owned()
+        }
+        (_, false) => "the Terraform registry (registry.terraform.io) was unreachable".to_owned(),
+    };
+    format!(
+        "could not get the hashicorp/aws provider: {cause}. Either let terraform reach \
+         registry.terraform.io (network, or HTTPS_PROXY for a proxy), or install it from a provider mirror: point \
+         TF_CLI_CONFIG_FILE at a CLI configuration whose provider_installation has a filesystem_mirror holding \
+         hashicorp/aws at the version in terraform/shared/{lock} (`terraform providers mirror <dir>` fills one on a \
+         machine with network)",
+        lock = terraform::LOCK_FILE
+    )
+}
+
 /// Adds what a known Terraform failure means and what to run; other failures pass unchanged.
 fn explain(err: anyhow::Error, what: &str) -> anyhow::Error {
     let Some(failed) = err.downcast_ref::<CommandFailed>() else {
@@ -903,6 +1144,14 @@ fn explain(err: anyhow::Error, what: &str) -> anyhow::Error {
         Some(Failure::StateLocked) => "another terraform run holds the state lock; wait for it to finish (or, if it \
              crashed, run `terraform force-unlock <id>` in terraform/shared)"
             .to_owned(),
+        Some(Failure::ProviderUnavailable { mirror }) => provider_advice(mirror),
+        Some(Failure::ProviderNotInLockFile) => format!(
+            "the hashicorp/aws provider package for this platform has no checksum in \
+             terraform/shared/{lock} (the committed lock file), so terraform refuses it. With access to the Terraform \
+             registry, record the hashes of every platform contributors use and commit the file: `{command}`",
+            lock = terraform::LOCK_FILE,
+            command = terraform::LOCK_COMMAND
+        ),
         None => return err.context(what.to_owned()),
     };
     err.context(format!("{what}: {advice}"))

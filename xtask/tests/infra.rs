@@ -228,15 +228,23 @@ fn terraform_module_is_formatted_and_valid() {
         String::from_utf8_lossy(&fmt.stdout)
     );
 
-    // validate needs an initialised directory; a copy keeps .terraform/ and the lock file out of the tree.
+    // validate needs an initialised directory; a copy keeps .terraform/ out of the tree. The
+    // committed lock file comes along, read-only: the provider of the local mirror must match it.
     let sandbox = Sandbox::new("validate");
     for entry in std::fs::read_dir(&module).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "tf") {
+        if path.extension().is_some_and(|e| e == "tf") || path.ends_with(".terraform.lock.hcl") {
             std::fs::copy(&path, sandbox.state_dir().join(path.file_name().unwrap())).unwrap();
         }
     }
-    for args in [&["init", "-backend=false", "-input=false", "-no-color"][..], &["validate", "-no-color"]] {
+    assert!(
+        sandbox.state_dir().join(".terraform.lock.hcl").is_file(),
+        "terraform/shared/.terraform.lock.hcl is committed"
+    );
+    for args in [
+        &["init", "-backend=false", "-input=false", "-lockfile=readonly", "-no-color"][..],
+        &["validate", "-no-color"],
+    ] {
         let out = Command::new(&terraform)
             .arg(format!("-chdir={}", sandbox.state_dir().display()))
             .args(args)
@@ -454,6 +462,236 @@ fn missing_credentials_are_explained() {
     // plan runs Terraform's provider (with no cluster configured: the empty state manages none).
     let plan = without_credentials(&["infra", "plan"]);
     plan.expect_message(&["no usable AWS credentials", "AWS_PROFILE", "cargo xtask doctor"]);
+}
+
+/// A plain HTTP request to moto's S3 API (moto needs no signature), for what the xtask tests have
+/// no S3 client for: creating the state bucket and listing it.
+fn s3_request(method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let endpoint = tdsql_test_support::aws_endpoint();
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let mut stream = std::net::TcpStream::connect(&host).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    (status, response)
+}
+
+/// A team's shared state: a local state (one apply) moves into S3 on moto with `infra state
+/// migrate` (a DynamoDB lock table), after which a plan changes nothing, status names the backend,
+/// a stale local copy can neither be planned against nor migrated over the shared state, and an
+/// apply goes through the S3 backend.
+#[test]
+fn a_local_state_migrates_into_s3_and_plans_without_changes() {
+    let sandbox = Sandbox::new("s3state");
+    sandbox.write_config(false, REGION);
+    sandbox.write_tfvars("deletion_protection = false\n");
+    let refused = sandbox.run(&["infra", "state", "migrate"]).failure();
+    refused.expect_message(&["infra.state.backend is local", "infra.state.bucket <bucket>"]);
+    sandbox.run(&["infra", "apply", "--yes"]).success();
+    let identifier = output_of(&sandbox, "dsql_cluster_identifier");
+
+    let bucket = format!("{}-state", sandbox.project);
+    let lock_table = format!("{}-locks", sandbox.project);
+    let (status, response) = s3_request("PUT", &format!("/{bucket}"));
+    assert_eq!(status, 200, "creating bucket {bucket} on moto:\n{response}");
+    block_on(async {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        let sdk = tdsql_test_support::aws_config(REGION).await;
+        aws_sdk_dynamodb::Client::new(&sdk)
+            .create_table()
+            .table_name(&lock_table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("LockID")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder().attribute_name("LockID").key_type(KeyType::Hash).build().unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let mut config = std::fs::read_to_string(sandbox.config_file()).unwrap();
+    config.push_str(&format!(
+        "\n[infra.state]\nbackend = \"s3\"\nbucket = \"{bucket}\"\nlock_table = \"{lock_table}\"\n"
+    ));
+    std::fs::write(sandbox.config_file(), config).unwrap();
+    let key = format!("{}/terraform/shared.tfstate", sandbox.project);
+
+    let refused = sandbox.run(&["infra", "plan"]).failure();
+    refused.expect_message(&["still manages resources", "cargo xtask infra state migrate"]);
+
+    let migrated = sandbox.run(&["infra", "state", "migrate"]).success();
+    assert!(
+        migrated.stderr.contains(&format!(
+            "moved the terraform state of project `{}` (cluster {identifier}) from {}",
+            sandbox.project,
+            sandbox.state_dir().join("terraform.tfstate").display()
+        )),
+        "{}",
+        migrated.stderr
+    );
+    assert!(migrated.stderr.contains(&format!("into s3://{bucket}/{key}")), "{}", migrated.stderr);
+    let kept = sandbox.state_dir().join("terraform.tfstate.migrated");
+    assert!(
+        kept.is_file() && !sandbox.state_dir().join("terraform.tfstate").exists(),
+        "the local file is moved aside"
+    );
+    // moto refuses an unsigned GET of an encrypted object; the listing shows it is there.
+    let (status, listing) = s3_request("GET", &format!("/{bucket}"));
+    assert_eq!(status, 200, "listing {bucket}:\n{listing}");
+    assert!(listing.contains(&format!("<Key>{key}</Key>")), "the state object exists:\n{listing}");
+
+    let plan = sandbox.run(&["infra", "plan"]).success();
+    assert!(
+        plan.stderr.contains("no changes"),
+        "a plan after the migration changes nothing:\n{}",
+        plan.stderr
+    );
+    assert!(
+        !format!("{}{}", plan.stdout, plan.stderr).contains("Error releasing the state lock"),
+        "the plan released its lock:\n{}\n{}",
+        plan.stdout,
+        plan.stderr
+    );
+    let status = sandbox.run(&["infra", "status"]).success();
+    assert!(
+        status.stdout.contains(&format!(
+            "state       s3://{bucket}/{key} ({REGION}, lock: DynamoDB table {lock_table})"
+        )),
+        "{}",
+        status.stdout
+    );
+    assert!(status.stdout.contains(&format!("cluster     {identifier}  ACTIVE")), "{}", status.stdout);
+
+    // A stale local copy is neither planned against nor pushed over the shared state.
+    std::fs::copy(&kept, sandbox.state_dir().join("terraform.tfstate")).unwrap();
+    let again = sandbox.run(&["infra", "state", "migrate"]).failure();
+    again.expect_message(&["nothing was migrated; the local state is still"]);
+    let taken = format!("s3://{bucket}/{key} already holds a terraform state (project `{}`", sandbox.project);
+    assert!(again.stderr.contains(&taken), "{}", again.stderr);
+    assert!(
+        sandbox.state_dir().join("terraform.tfstate").is_file(),
+        "the refused migration put the file back"
+    );
+    sandbox.run(&["infra", "plan"]).failure().expect_message(&["cargo xtask infra state migrate"]);
+    std::fs::remove_file(sandbox.state_dir().join("terraform.tfstate")).unwrap();
+
+    // An apply through the S3 backend (and its lock table): the coordination tables switched on.
+    let config =
+        std::fs::read_to_string(sandbox.config_file()).unwrap().replace("enabled = false", "enabled = true");
+    std::fs::write(sandbox.config_file(), config).unwrap();
+    sandbox.run(&["infra", "apply", "--yes"]).success();
+    let (rate_limiter, conn_lease) = table_names(&sandbox);
+    assert!(table_on_moto(&rate_limiter).is_some(), "the apply created the tables");
+    let output = sandbox.run(&["infra", "output", "rate_limiter_table"]).success();
+    assert_eq!(output.stdout.trim(), rate_limiter, "the shared state tracks them");
+    assert!(!sandbox.state_dir().join("terraform.tfstate").exists(), "and no local state was written");
+
+    block_on(async {
+        let sdk = tdsql_test_support::aws_config(REGION).await;
+        aws_sdk_dsql::Client::new(&sdk).delete_cluster().identifier(&identifier).send().await.unwrap();
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        for table in [&rate_limiter, &conn_lease, &lock_table] {
+            dynamodb.delete_table().table_name(table).send().await.unwrap();
+        }
+    });
+}
+
+/// A clone that starts on the S3 backend (S3's own lock file): the dry run shows the backend
+/// settings; a local state without resources (as a destroy leaves it) is moved aside instead of
+/// making the first init ask whether to migrate it; the plan runs against the S3 state.
+#[test]
+fn a_new_clone_plans_against_the_s3_state() {
+    let sandbox = Sandbox::new("s3fresh");
+    sandbox.write_config(false, REGION);
+    let bucket = format!("{}-state", sandbox.project);
+    let (status, response) = s3_request("PUT", &format!("/{bucket}"));
+    assert_eq!(status, 200, "creating bucket {bucket} on moto:\n{response}");
+    let mut config = std::fs::read_to_string(sandbox.config_file()).unwrap();
+    config.push_str(&format!(
+        "\n[infra.state]\nbackend = \"s3\"\nbucket = \"{bucket}\"\nkey = \"team/shared.tfstate\"\n"
+    ));
+    std::fs::write(sandbox.config_file(), config).unwrap();
+    let emptied = r#"{"version": 4, "terraform_version": "1.11.4", "serial": 9, "lineage": "x", "outputs": {}, "resources": []}"#;
+    std::fs::write(sandbox.state_dir().join("terraform.tfstate"), emptied).unwrap();
+
+    let dry = sandbox.run(&["--dry-run", "infra", "plan"]).success();
+    let init = dry.stdout.lines().find(|l| l.contains(" init ")).unwrap_or_default().to_owned();
+    for config in [
+        format!("-backend-config=bucket={bucket}"),
+        "-backend-config=key=team/shared.tfstate".to_owned(),
+        format!("-backend-config=region={REGION}"),
+        "-backend-config=use_lockfile=true".to_owned(),
+        "-backend-config=encrypt=true".to_owned(),
+    ] {
+        assert!(init.contains(&config), "the init of the dry run lacks {config}:\n{}", dry.stdout);
+    }
+    assert!(!sandbox.state_dir().join("backend_override.tf").exists(), "a dry run writes nothing");
+
+    let plan = sandbox.run(&["infra", "plan"]).success();
+    plan.expect_message(&["tfstate.unused", &format!("s3://{bucket}/team/shared.tfstate")]);
+    assert!(plan.stderr.contains("+ create aws_dsql_cluster.this"), "{}", plan.stderr);
+    let record = std::fs::read_to_string(sandbox.state_dir().join(".terraform/terraform.tfstate")).unwrap();
+    assert!(record.contains("\"type\": \"s3\""), "the working directory uses the S3 backend:\n{record}");
+    assert!(!sandbox.state_dir().join("terraform.tfstate").exists(), "no local state");
+}
+
+/// `init` without a provider (a mirror that is not there; a registry behind a proxy that refuses
+/// connections, so that no network is needed to reach it) names the cause and both fixes.
+#[test]
+fn a_provider_that_cannot_be_had_is_explained() {
+    let sandbox = Sandbox::new("noprovider");
+    sandbox.write_config(false, REGION);
+    let missing = sandbox.dir.join("no-such-mirror");
+    let cli_config = sandbox.dir.join("terraform.rc");
+    std::fs::write(
+        &cli_config,
+        format!(
+            "provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include =              [\"registry.terraform.io/hashicorp/aws\"]\n  }}\n  direct {{\n    exclude =              [\"registry.terraform.io/hashicorp/aws\"]\n  }}\n}}\n",
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let output = sandbox.xtask(&["infra", "plan"]).env("TF_CLI_CONFIG_FILE", &cli_config).output().unwrap();
+    let run = Run::of(output, &["infra", "plan"]).failure();
+    run.expect_message(&[
+        "terraform init failed",
+        "could not get the hashicorp/aws provider",
+        &format!("the provider mirror that TF_CLI_CONFIG_FILE ({})", cli_config.display()),
+        "registry.terraform.io",
+        "filesystem_mirror",
+    ]);
+    assert!(
+        !sandbox.state_dir().join(".terraform/tdsql-init-stamp").exists(),
+        "a failed init is not recorded"
+    );
+
+    std::fs::write(&cli_config, "# no provider_installation: straight to the registry\n").unwrap();
+    let output = sandbox
+        .xtask(&["infra", "plan"])
+        .env("TF_CLI_CONFIG_FILE", &cli_config)
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    let run = Run::of(output, &["infra", "plan"]).failure();
+    run.expect_message(&[
+        "the Terraform registry (registry.terraform.io) was unreachable",
+        "HTTPS_PROXY",
+        "TF_CLI_CONFIG_FILE",
+    ]);
 }
 
 #[test]

@@ -283,6 +283,17 @@ fn doc_of(key: &str) -> &'static str {
             "host of the local profile's PostgreSQL 16 in the compose network (dsql.backend = postgres)"
         }
         "local.postgres_port" => "host port of the local profile's PostgreSQL 16 (published on 127.0.0.1)",
+        "infra.state.backend" => {
+            "where the Terraform state of terraform/shared lives: local (this clone) or s3"
+        }
+        "infra.state.bucket" => {
+            "S3 bucket of the state (backend = s3); `cargo xtask infra state migrate` moves it there"
+        }
+        "infra.state.key" => "object key of the state; empty: <project.name>/terraform/shared.tfstate",
+        "infra.state.region" => "region of the state bucket and lock table; empty: project.region",
+        "infra.state.lock_table" => {
+            "DynamoDB table (hash key LockID) for the state lock; empty: S3's own lock file"
+        }
         _ => "",
     }
 }

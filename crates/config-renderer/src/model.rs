@@ -32,6 +32,8 @@ pub struct Config {
     pub observability: Observability,
     /// Settings only the `local` profile uses.
     pub local: Local,
+    /// How `cargo xtask infra` runs Terraform.
+    pub infra: Infra,
 }
 
 /// `[project]`.
@@ -500,7 +502,62 @@ impl Default for Local {
     }
 }
 
+/// `[infra]`: how `cargo xtask infra` runs Terraform for `terraform/shared`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Infra {
+    /// Where the Terraform state of the long-lived resources is kept.
+    pub state: InfraState,
+}
+
+/// Where Terraform keeps the state of `terraform/shared`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum StateBackend {
+    /// A file of this clone (`terraform.tfstate`, or under `TDSQL_TF_STATE_DIR`).
+    #[default]
+    Local,
+    /// An object in an S3 bucket, shared by every clone that names it.
+    S3,
+}
+
+/// `[infra.state]`: Terraform's `backend "s3"` settings (`terraform init -backend-config=...`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct InfraState {
+    /// `local` or `s3`.
+    pub backend: StateBackend,
+    /// S3 bucket of the state (`backend = "s3"`).
+    pub bucket: String,
+    /// Object key of the state; empty means `<project.name>/terraform/shared.tfstate`.
+    pub key: String,
+    /// Region of the bucket (and of the lock table); empty means `project.region`.
+    pub region: String,
+    /// DynamoDB table with hash key `LockID` (String) that holds the state lock; empty means S3's
+    /// own locking (a `.tflock` object beside the state, Terraform 1.10 and later).
+    pub lock_table: String,
+}
+
+impl InfraState {
+    /// The object key of the state for project `project`.
+    #[must_use]
+    pub fn key_for(&self, project: &str) -> String {
+        let key = self.key.trim();
+        if key.is_empty() { format!("{project}/terraform/shared.tfstate") } else { key.to_owned() }
+    }
+}
+
 impl Config {
+    /// The region of the state bucket: `infra.state.region`, else `project.region`.
+    #[must_use]
+    pub fn state_region(&self) -> &str {
+        let region = self.infra.state.region.trim();
+        if region.is_empty() { self.project.region.as_str() } else { region }
+    }
+
     /// The host the Temporal containers connect to, by backend: the local stand-in's
     /// `local.postgres_host` for `postgres`; for `dsql` the [cluster's endpoint](Self::cluster_endpoint),
     /// `None` when there is no cluster yet (`cargo xtask infra apply` creates one).

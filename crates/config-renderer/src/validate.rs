@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::duration::human;
 use crate::error::Problem;
-use crate::model::{Backend, Config};
+use crate::model::{Backend, Config, StateBackend};
 
 /// DSQL's connection limit per cluster (default; raisable by AWS support).
 pub const CLUSTER_MAX_CONNECTIONS: u32 = 10_000;
@@ -40,6 +40,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     coordination(config, &mut out);
     temporal(config, &mut out);
     ports(config, &mut out);
+    infra_state(config, &mut out);
     out
 }
 
@@ -402,6 +403,61 @@ fn table_rule(section: &str, enabled: bool, table: &str, out: &mut Vec<Problem>)
             format!("`{table}` is not a DynamoDB table name: 3 to 255 of a-z, A-Z, 0-9, `_`, `-`, `.`"),
         ));
     }
+}
+
+/// The S3 backend's settings; with `backend = "local"` they are not used, so not checked.
+fn infra_state(c: &Config, out: &mut Vec<Problem>) {
+    let state = &c.infra.state;
+    if state.backend != StateBackend::S3 {
+        return;
+    }
+    let bucket = state.bucket.trim();
+    if bucket.is_empty() {
+        out.push(Problem::error(
+            "infra.state.bucket",
+            "is empty while infra.state.backend is s3: name the team's state bucket (an existing one; README.md, \
+             \"Shared Terraform state\", says how to make one), or set infra.state.backend = \"local\"",
+        ));
+    } else if !s3_bucket_name_ok(bucket) {
+        out.push(Problem::error(
+            "infra.state.bucket",
+            format!(
+                "`{bucket}` is not an S3 bucket name: 3 to 63 of a-z, 0-9, `.` and `-`, starting and ending with a \
+                 letter or digit"
+            ),
+        ));
+    }
+    let key = state.key.trim();
+    if key.starts_with('/') || key.ends_with('/') {
+        out.push(Problem::error(
+            "infra.state.key",
+            format!("`{key}` is not an object key for the state: no leading or trailing `/` (e.g. `myproj/shared.tfstate`)"),
+        ));
+    }
+    if !state.region.trim().is_empty() && !region_ok(state.region.trim()) {
+        out.push(Problem::error(
+            "infra.state.region",
+            format!(
+                "`{}` is not an AWS region: expected a name such as `eu-west-1`, or empty for project.region",
+                state.region
+            ),
+        ));
+    }
+    let table = state.lock_table.trim();
+    if !table.is_empty() && !dynamodb_table_name_ok(table) {
+        out.push(Problem::error(
+            "infra.state.lock_table",
+            format!("`{table}` is not a DynamoDB table name: 3 to 255 of a-z, A-Z, 0-9, `_`, `-`, `.`"),
+        ));
+    }
+}
+
+fn s3_bucket_name_ok(bucket: &str) -> bool {
+    let edge_ok = |ch: Option<char>| ch.is_some_and(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit());
+    (3..=63).contains(&bucket.len())
+        && bucket.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ".-".contains(ch))
+        && edge_ok(bucket.chars().next())
+        && edge_ok(bucket.chars().last())
 }
 
 fn dynamodb_table_name_ok(table: &str) -> bool {

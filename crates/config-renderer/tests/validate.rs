@@ -127,6 +127,29 @@ fn coordination_tables_named_when_enabled() {
     accepts("[coordination.rate_limiter]\nenabled = true\ntable = \"demo-rate-limiter\"\n");
 }
 
+#[test]
+fn the_s3_state_backend_needs_a_bucket() {
+    rejects(
+        "[infra.state]\nbackend = \"s3\"\n",
+        "default: infra.state.bucket: is empty while infra.state.backend is s3",
+    );
+    rejects(
+        "[infra.state]\nbackend = \"s3\"\nbucket = \"Team_State\"\n",
+        "config.toml:3: infra.state.bucket: `Team_State` is not an S3 bucket name",
+    );
+    rejects(
+        "[infra.state]\nbackend = \"s3\"\nbucket = \"team-state\"\nkey = \"/shared.tfstate\"\n",
+        "config.toml:4: infra.state.key: `/shared.tfstate` is not an object key",
+    );
+    rejects(
+        "[infra.state]\nbackend = \"s3\"\nbucket = \"team-state\"\nlock_table = \"a b\"\n",
+        "config.toml:4: infra.state.lock_table: `a b` is not a DynamoDB table name",
+    );
+    accepts("[infra.state]\nbackend = \"s3\"\nbucket = \"team-state\"\nlock_table = \"team-locks\"\n");
+    // The local backend does not use them.
+    accepts("[infra.state]\nbucket = \"\"\n");
+}
+
 /// The table `infra apply` will create and name is pending, not an error, for the commands that
 /// run that apply; every other problem still fails those loads, and strict loads reject it.
 #[test]

@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use tdsql_config_renderer::StateBackend;
 
 use crate::config;
 use crate::context::Context;
@@ -40,6 +41,71 @@ pub(crate) struct Settings {
     pub(crate) conn_lease_table: Option<String>,
     /// The user's config file (written back after apply and destroy).
     pub(crate) config_file: PathBuf,
+    /// Where the Terraform state lives (`infra.state.*`).
+    pub(crate) backend: Backend,
+}
+
+/// Where the Terraform state of `terraform/shared` lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// The state file of the working directory (`terraform.tfstate`).
+    Local,
+    /// An S3 object (`infra.state.backend = "s3"`).
+    S3(S3Backend),
+}
+
+/// Terraform's `backend "s3"` settings from `infra.state.*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct S3Backend {
+    pub(crate) bucket: String,
+    pub(crate) key: String,
+    pub(crate) region: String,
+    /// DynamoDB lock table; `None` = S3's own lock file (`use_lockfile`).
+    pub(crate) lock_table: Option<String>,
+}
+
+impl S3Backend {
+    /// `s3://bucket/key`.
+    pub(crate) fn url(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+
+    /// The URL, the region and how the state is locked, for messages and `status`.
+    pub(crate) fn describe(&self) -> String {
+        let lock = match &self.lock_table {
+            Some(table) => format!("DynamoDB table {table}"),
+            None => "S3 lock file".to_owned(),
+        };
+        format!("{} ({}, lock: {lock})", self.url(), self.region)
+    }
+
+    /// The `-backend-config` values of `terraform init`. A local AWS API (moto) gets the endpoint
+    /// from AWS_ENDPOINT_URL like the provider; it needs path-style URLs and has no STS.
+    pub(crate) fn init_config(&self, local_api: bool) -> Vec<String> {
+        let mut config = vec![
+            format!("bucket={}", self.bucket),
+            format!("key={}", self.key),
+            format!("region={}", self.region),
+            "encrypt=true".to_owned(),
+        ];
+        match &self.lock_table {
+            Some(table) => config.push(format!("dynamodb_table={table}")),
+            None => config.push("use_lockfile=true".to_owned()),
+        }
+        if local_api {
+            config.extend(
+                [
+                    "use_path_style=true",
+                    "skip_credentials_validation=true",
+                    "skip_requesting_account_id=true",
+                    "skip_metadata_api_check=true",
+                    "skip_region_validation=true",
+                ]
+                .map(str::to_owned),
+            );
+        }
+        config
+    }
 }
 
 impl Settings {
@@ -59,6 +125,18 @@ impl Settings {
             rate_limiter_table: set(&coordination.rate_limiter.table),
             conn_lease_table: set(&coordination.conn_lease.table),
             config_file: effective.user_file.clone(),
+            backend: match effective.infra.state.backend {
+                StateBackend::S3 => {
+                    let state = &effective.infra.state;
+                    Backend::S3(S3Backend {
+                        bucket: state.bucket.trim().to_owned(),
+                        key: state.key_for(&effective.project.name),
+                        region: effective.state_region().to_owned(),
+                        lock_table: set(&state.lock_table),
+                    })
+                }
+                _ => Backend::Local,
+            },
         })
     }
 

@@ -56,6 +56,16 @@ impl StateFile {
         })
     }
 
+    /// Parses what `terraform state pull` printed (from the state at `location`).
+    pub(crate) fn parse(json: &str, location: &str) -> Result<Self> {
+        if json.trim().is_empty() {
+            // `state pull` prints nothing when the backend holds no state yet.
+            return Ok(Self::default());
+        }
+        serde_json::from_str(json)
+            .with_context(|| format!("the terraform state at {location} is not a state file (invalid JSON)"))
+    }
+
     /// Whether the state manages anything at all.
     pub(crate) fn is_empty(&self) -> bool {
         self.resources.iter().all(|r| r.instances.is_empty())

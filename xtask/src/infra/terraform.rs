@@ -17,7 +17,7 @@ pub(crate) const TERRAFORM_IMAGE: &str = "hashicorp/terraform:1.11.4";
 pub(crate) const STATE_DIR_ENV: &str = "TDSQL_TF_STATE_DIR";
 
 /// The AWS variables handed into the Terraform container by name (values never printed).
-const FORWARDED_ENV: [&str; 11] = [
+const FORWARDED_ENV: [&str; 12] = [
     "AWS_PROFILE",
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
@@ -27,12 +27,30 @@ const FORWARDED_ENV: [&str; 11] = [
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_DSQL",
     "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_ENDPOINT_URL_S3",
     "AWS_EC2_METADATA_DISABLED",
     "TF_LOG",
 ];
 
 /// Written into `.terraform/` after a successful `init`, with what that init depended on.
 const INIT_STAMP: &str = "tdsql-init-stamp";
+
+/// Written into the working directory when the state lives in S3: the module declares
+/// `backend "local"`, and an override file is how Terraform lets a run replace it.
+const BACKEND_OVERRIDE: &str = "backend_override.tf";
+const BACKEND_OVERRIDE_TEXT: &str =
+    "# Written by `cargo xtask infra` because infra.state.backend = \"s3\"; removed when it is \"local\".
+terraform {
+  backend \"s3\" {}
+}
+";
+
+/// The committed dependency lock file of `terraform/shared` (provider version and hashes).
+pub(crate) const LOCK_FILE: &str = ".terraform.lock.hcl";
+
+/// The platforms contributors use; the command that records their hashes needs the registry.
+pub(crate) const LOCK_COMMAND: &str = "terraform -chdir=terraform/shared providers lock -platform=linux_amd64 \
+     -platform=linux_arm64 -platform=darwin_amd64 -platform=darwin_arm64";
 
 /// How Terraform is started.
 #[derive(Debug, Clone)]
@@ -98,8 +116,8 @@ impl Workspace {
         self.work_dir != self.module_dir
     }
 
-    /// Brings the copy of the module up to date (`*.tf` files only; tfvars, state and
-    /// `.terraform/` stay). Nothing to do when Terraform runs in the module itself.
+    /// Brings the copy of the module up to date (`*.tf` files and the lock file; tfvars, state
+    /// and `.terraform/` stay). Nothing to do when Terraform runs in the module itself.
     pub(crate) fn sync_module(&self) -> Result<()> {
         if !self.is_copy() {
             return Ok(());
@@ -130,7 +148,9 @@ impl Workspace {
         for entry in std::fs::read_dir(&self.work_dir)? {
             let path = entry?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if matches!(name, "terraform.tfvars" | ".terraform.lock.hcl") || name.ends_with(".auto.tfvars") {
+            if matches!(name, "terraform.tfvars" | LOCK_FILE | BACKEND_OVERRIDE)
+                || name.ends_with(".auto.tfvars")
+            {
                 std::fs::copy(&path, dir.join(name))
                     .with_context(|| format!("copying {}", path.display()))?;
             }
@@ -141,28 +161,65 @@ impl Workspace {
         Ok(())
     }
 
-    fn data_dir(&self) -> PathBuf {
+    /// Declares the S3 backend (an override file in the working directory) or takes that back.
+    pub(crate) fn declare_s3_backend(&self, s3: bool) -> Result<()> {
+        let path = self.work_dir.join(BACKEND_OVERRIDE);
+        if s3 {
+            std::fs::create_dir_all(&self.work_dir)?;
+            return std::fs::write(&path, BACKEND_OVERRIDE_TEXT)
+                .with_context(|| format!("writing {}", path.display()));
+        }
+        // Only a file of ours: someone's own override stays.
+        if std::fs::read_to_string(&path).is_ok_and(|text| text == BACKEND_OVERRIDE_TEXT) {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The backend the last successful `init` configured, from Terraform's own record in the
+    /// data directory; `None` before the first `init`.
+    pub(crate) fn initialised_backend(&self) -> Option<InitialisedBackend> {
+        #[derive(serde::Deserialize)]
+        struct Record {
+            backend: Option<InitialisedBackend>,
+        }
+        let text = std::fs::read_to_string(self.data_dir().join("terraform.tfstate")).ok()?;
+        serde_json::from_str::<Record>(&text).ok()?.backend
+    }
+
+    /// Terraform's data directory (`.terraform/` of the working directory unless a scratch copy).
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.data_dir.clone().unwrap_or_else(|| self.work_dir.join(".terraform"))
     }
 
-    /// What an `init` depends on: the provider requirements, the backend's state path, the runner.
-    fn init_stamp(&self) -> String {
-        let versions = std::fs::read_to_string(self.module_dir.join("versions.tf")).unwrap_or_default();
-        format!("{}\n{}\n{versions}", self.state_file.display(), self.uses_docker())
+    /// What an `init` depends on: the provider requirements and their lock, the backend
+    /// configuration (`init` arguments), the runner.
+    fn init_stamp(&self, backend_args: &[String]) -> String {
+        let read = |name: &str| std::fs::read_to_string(self.module_dir.join(name)).unwrap_or_default();
+        format!(
+            "{}\n{}\n{}\n{}",
+            backend_args.join(" "),
+            self.uses_docker(),
+            read("versions.tf"),
+            read(LOCK_FILE)
+        )
     }
 
-    /// Whether an earlier `init` still holds, so the next one can be skipped (each costs seconds).
-    pub(crate) fn is_initialised(&self) -> bool {
+    /// Whether an earlier `init` with these backend arguments still holds, so the next one can be
+    /// skipped (each costs seconds).
+    pub(crate) fn is_initialised(&self, backend_args: &[String]) -> bool {
         let data_dir = self.data_dir();
-        self.work_dir.join(".terraform.lock.hcl").is_file()
+        self.work_dir.join(LOCK_FILE).is_file()
             && data_dir.join("providers").is_dir()
-            && std::fs::read_to_string(data_dir.join(INIT_STAMP)).is_ok_and(|s| s == self.init_stamp())
+            && std::fs::read_to_string(data_dir.join(INIT_STAMP))
+                .is_ok_and(|s| s == self.init_stamp(backend_args))
     }
 
     /// Records a successful `init`.
-    pub(crate) fn mark_initialised(&self) -> Result<()> {
+    pub(crate) fn mark_initialised(&self, backend_args: &[String]) -> Result<()> {
         let path = self.data_dir().join(INIT_STAMP);
-        std::fs::write(&path, self.init_stamp()).with_context(|| format!("writing {}", path.display()))
+        std::fs::write(&path, self.init_stamp(backend_args))
+            .with_context(|| format!("writing {}", path.display()))
     }
 
     /// `terraform -chdir=<work dir> <args>`, locally or in the official image.
@@ -271,7 +328,8 @@ fn owner_of(_path: &Path) -> Option<String> {
     None
 }
 
-/// Copies the module's `*.tf` files into `dir` and removes `*.tf` files the module no longer has.
+/// Copies the module's `*.tf` files and its lock file into `dir`, and removes `*.tf` files the
+/// module no longer has.
 fn copy_module(module_dir: &Path, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let is_tf = |p: &Path| p.extension().is_some_and(|e| e == "tf") && p.is_file();
@@ -283,7 +341,7 @@ fn copy_module(module_dir: &Path, dir: &Path) -> Result<()> {
     }
     for entry in std::fs::read_dir(module_dir).with_context(|| format!("reading {}", module_dir.display()))? {
         let path = entry?.path();
-        if is_tf(&path) {
+        if is_tf(&path) || path.file_name().is_some_and(|n| n == LOCK_FILE) {
             let to = dir.join(path.file_name().unwrap_or_default());
             std::fs::copy(&path, &to)
                 .with_context(|| format!("copying {} to {}", path.display(), to.display()))?;
@@ -292,11 +350,36 @@ fn copy_module(module_dir: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The backend Terraform's data directory records (`.terraform/terraform.tfstate`).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub(crate) struct InitialisedBackend {
+    /// `local`, `s3`, ...
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+    #[serde(default)]
+    config: serde_json::Map<String, serde_json::Value>,
+}
+
+impl InitialisedBackend {
+    /// A string setting of the backend (`bucket`, `key`, `path`), when set.
+    pub(crate) fn setting(&self, name: &str) -> Option<&str> {
+        self.config.get(name).and_then(serde_json::Value::as_str)
+    }
+}
+
 /// The endpoint of a local AWS API from the environment, if any (the most general one).
 pub(crate) fn local_endpoint() -> Option<String> {
     ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DSQL", "AWS_ENDPOINT_URL_DYNAMODB"]
         .into_iter()
         .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+}
+
+/// Whether the S3 backend talks to a local API (moto, MinIO): AWS_ENDPOINT_URL or
+/// AWS_ENDPOINT_URL_S3, which the backend reads itself.
+pub(crate) fn local_s3_endpoint() -> bool {
+    ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
+        .into_iter()
+        .any(|var| std::env::var(var).is_ok_and(|v| !v.is_empty()))
 }
 
 /// `-var` arguments for the endpoint variables of the module, from the same environment
@@ -342,11 +425,20 @@ pub(crate) enum Failure {
     DeletionProtection,
     RegionWithoutDsql,
     StateLocked,
+    /// `init` could not get the provider: from the registry (`mirror: false`) or from the
+    /// filesystem mirror the CLI configuration names (`mirror: true`).
+    ProviderUnavailable {
+        mirror: bool,
+    },
+    /// The provider package found for this platform has no hash in the lock file.
+    ProviderNotInLockFile,
 }
 
-/// Recognises a known failure in Terraform's output (ANSI colours are ignored).
+/// Recognises a known failure in Terraform's output (ANSI colours, the box around diagnostics
+/// and line wrapping are ignored).
 pub(crate) fn classify(output: &str) -> Option<Failure> {
-    let text = strip_ansi(output);
+    let text =
+        strip_ansi(output).replace(['│', '╷', '╵'], " ").split_whitespace().collect::<Vec<_>>().join(" ");
     let has = |needle: &str| text.contains(needle);
     if has("has lifecycle.prevent_destroy") {
         let resources = text
@@ -384,6 +476,13 @@ pub(crate) fn classify(output: &str) -> Option<Failure> {
     }
     if has("Error acquiring the state lock") {
         return Some(Failure::StateLocked);
+    }
+    if has("doesn't match any of the checksums previously recorded in the dependency lock file") {
+        return Some(Failure::ProviderNotInLockFile);
+    }
+    if has("Failed to query available provider packages") || has("Failed to install provider") {
+        let mirror = has("cannot search ") || has("was not found in any of the search locations");
+        return Some(Failure::ProviderUnavailable { mirror });
     }
     None
 }
@@ -460,6 +559,24 @@ mod tests {
             Some(Failure::NoCredentials)
         );
         assert_eq!(classify("Error: something else"), None);
+    }
+
+    /// Terraform 1.11.4's `init` output when the provider cannot be had, as printed here.
+    #[test]
+    fn an_unavailable_provider_is_recognised() {
+        let registry = "Error: Failed to query available provider packages\n\nCould not retrieve the list of \
+                        available versions for provider hashicorp/aws:\ncould not connect to registry.terraform.io: \
+                        failed to request discovery\ndocument: Get \"https://registry.terraform.io/.well-known/\
+                        terraform.json\":\ndial tcp: lookup registry.terraform.io on 10.255.255.53:53: no such host";
+        assert_eq!(classify(registry), Some(Failure::ProviderUnavailable { mirror: false }));
+        let mirror = "Error: Failed to query available provider packages\n\nCould not retrieve the list of \
+                      available versions for provider hashicorp/aws:\ncannot search /tmp/no-such-mirror: lstat \
+                      /tmp/no-such-mirror: no such file or\ndirectory";
+        assert_eq!(classify(mirror), Some(Failure::ProviderUnavailable { mirror: true }));
+        let checksum = "Error: Failed to install provider\n\nError while installing hashicorp/aws v5.100.0: the \
+                        current package for registry.terraform.io/hashicorp/aws 5.100.0\ndoesn't match any of the \
+                        checksums previously recorded in the dependency lock file";
+        assert_eq!(classify(checksum), Some(Failure::ProviderNotInLockFile));
     }
 
     #[test]
