@@ -220,8 +220,9 @@ async fn main() {
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut separate = through.clone();
-    separate.port(listen.port());
+    let mut separate = tokio_postgres::Config::new();
+    separate.host("localhost").port(listen.port()).user("admin").dbname("postgres").password(&token);
+    separate.ssl_mode(tokio_postgres::config::SslMode::Require);
     let separate = Target { name: "process", config: separate, tls: Some(tls) };
     let warm: Vec<_> = futures_util::future::join_all((0..5).map(|_| separate.connect())).await;
     let before = rss_kib(child.id());
