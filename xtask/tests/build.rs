@@ -533,6 +533,69 @@ fn hadolint_passes_on_the_dockerfile() {
     );
 }
 
+#[test]
+fn hadolint_passes_on_the_gateway_dockerfile() {
+    let out = Command::new(tdsql_test_support::hadolint())
+        .arg(project_root().join("docker/dsql-local/Dockerfile"))
+        .output()
+        .expect("run hadolint");
+    assert!(
+        out.status.success(),
+        "hadolint reports:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The gateway's context is the workspace, filtered by the ignore file next to its Dockerfile: it
+/// must let in what cargo loads (every member's manifest and sources, the lock file) and keep out
+/// the rest (target/, rendered files, the user's config).
+#[test]
+fn the_gateway_context_holds_the_workspace_sources_only() {
+    let ignore = std::fs::read_to_string(project_root().join("docker/dsql-local/Dockerfile.dockerignore"))
+        .expect("docker/dsql-local/Dockerfile.dockerignore (BuildKit reads it for this Dockerfile)");
+    let rules: Vec<&str> =
+        ignore.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    assert_eq!(rules.first(), Some(&"*"), "an allow-list: everything is excluded first");
+    for needed in [
+        "!Cargo.toml",
+        "!Cargo.lock",
+        "!crates/*/Cargo.toml",
+        "!crates/*/src",
+        "!xtask/Cargo.toml",
+        "!xtask/src",
+    ] {
+        assert!(rules.contains(&needed), "the gateway context lacks {needed}");
+    }
+    assert!(
+        !rules.iter().any(|r| r.contains("target") || r.contains("generated") || r.contains("config.toml")),
+        "{rules:?}"
+    );
+    // Every [[test]] a manifest names explicitly must be in the context (cargo loads it).
+    for entry in std::fs::read_dir(project_root().join("crates")).expect("crates/").flatten() {
+        let manifest = std::fs::read_to_string(entry.path().join("Cargo.toml")).unwrap_or_default();
+        let crate_dir = entry.file_name().to_string_lossy().into_owned();
+        for block in manifest.split("[[test]]").skip(1) {
+            let name = block.lines().find_map(|l| l.trim().strip_prefix("name = ")).expect("a test name");
+            let file = format!("!crates/{crate_dir}/tests/{}.rs", name.trim_matches('"'));
+            assert!(
+                rules.contains(&file.as_str()),
+                "the gateway context lacks {file} (a [[test]] of {crate_dir})"
+            );
+        }
+    }
+    let dockerfile =
+        std::fs::read_to_string(project_root().join("docker/dsql-local/Dockerfile")).expect("read it");
+    for needed in [
+        "--locked",
+        "-p tdsql-dsql-local --bin tdsql-dsql-local",
+        "FROM --platform=$BUILDPLATFORM rust:",
+        "ENTRYPOINT [\"/usr/local/bin/tdsql-dsql-local\"]",
+    ] {
+        assert!(dockerfile.contains(needed), "the gateway Dockerfile lacks `{needed}`");
+    }
+}
+
 /// Every shell script the project ships or runs (found by its shebang, so a new one is covered).
 fn shell_scripts() -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
