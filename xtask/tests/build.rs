@@ -192,6 +192,55 @@ fn plans_for_every_architecture_and_output() {
     expect_snapshot("build_plans.txt", &all);
 }
 
+/// This repository's commit and the tag the gateway image gets for it (`-dirty` with changes to
+/// the files it is built from), as the plans show them.
+fn repository_tag() -> (String, String) {
+    let root = project_root();
+    let commit = git(&root, &["rev-parse", "HEAD"]);
+    let changes = git(
+        &root,
+        &["status", "--porcelain", "--", "Cargo.toml", "Cargo.lock", "crates", "xtask", "docker/dsql-local"],
+    );
+    let short = &commit[..12];
+    let tag = if changes.is_empty() { short.to_owned() } else { format!("{short}-dirty") };
+    (commit, tag)
+}
+
+#[test]
+fn gateway_plans_for_every_architecture_and_output() {
+    let (commit, tag) = repository_tag();
+    let mut all = String::new();
+    for arch in ["amd64", "arm64", "all"] {
+        for output in
+            [&[][..], &["--load"][..], &["--push", "--tag", "ghcr.io/example/temporal-dsql-local"][..]]
+        {
+            let mut args = vec!["--image", "dsql-local", "--arch", arch];
+            args.extend_from_slice(output);
+            let (out, stdout, stderr) = dry_run_build(&args);
+            assert!(out.status.success(), "{args:?} failed: {stderr}");
+            assert_eq!(stdout.lines().count(), 1, "one command per plan: {stdout}");
+            assert!(stderr.contains(&format!("commit {commit}")), "{stderr}");
+            all.push_str(
+                &format!("# build --image dsql-local --arch {arch} {}\n", output.join(" "))
+                    .replace(" \n", "\n"),
+            );
+            all.push_str(
+                &stdout
+                    .replace(&commit, "<COMMIT>")
+                    .replace(&format!(":{tag} "), ":<TAG> ")
+                    .replace(&format!("VERSION={tag} "), "VERSION=<TAG> ")
+                    .replace(&project_root().display().to_string(), "<ROOT>"),
+            );
+        }
+    }
+    expect_snapshot("build_plans_dsql_local.txt", &all);
+
+    let (out, _, stderr) = dry_run_build(&["--image", "dsql-local", "--source", "/tmp", "--arch", "amd64"]);
+    assert!(!out.status.success() && stderr.contains("built from this workspace"), "{stderr}");
+    let (out, _, stderr) = dry_run_build(&["--image", "dsql-local", "--arch", "amd64", "--push"]);
+    assert!(!out.status.success() && stderr.contains("--tag <registry>/temporal-dsql-local"), "{stderr}");
+}
+
 #[test]
 fn plans_for_a_git_url_a_dirty_checkout_explicit_tags_and_a_cache_dir() {
     let fork = good_fork("variants");

@@ -66,6 +66,7 @@ pub(crate) const COMPOSE_VARIABLES: &[(&str, &str)] = &[
 ];
 
 /// The compose variables only the local profile uses (the dsql profile's compose.env may omit them).
+#[cfg(test)]
 pub(crate) const LOCAL_ONLY_VARIABLES: &[&str] = &[
     "TDSQL_LOCAL_POSTGRES_PORT",
     "TDSQL_LOCAL_GATEWAY_PORT",
