@@ -959,3 +959,118 @@ fn local_temporal_connects_through_the_gateway() {
         );
     }
 }
+
+/// A scratch project directory for compose's loader, removed on drop.
+struct ComposeProject(PathBuf);
+
+impl ComposeProject {
+    fn new(label: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tdsql-compose-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("generated")).expect("create a scratch project dir");
+        Self(dir)
+    }
+
+    fn write(&self, relative: &str, contents: &str) {
+        let path = self.0.join(relative);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("create a parent");
+        std::fs::write(path, contents).expect("write a scratch file");
+    }
+}
+
+impl Drop for ComposeProject {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs Docker Compose v2's own loader (`config --quiet`) over a profile's compose file, with the
+/// env file and the project directory (where `generated/` is) given; fails with compose's message.
+/// The environment is cleared so only the env file (and the process secrets) feed interpolation.
+fn compose_loader_accepts(profile: &str, project: &ComposeProject, env_file: &Path) {
+    let out = std::process::Command::new(tdsql_test_support::compose())
+        .env_clear()
+        .env(GRAFANA_PASSWORD_ENV, "sample-password")
+        .env("HOME", "/home/someone")
+        .arg("--project-name")
+        .arg(format!("tdsql-{profile}"))
+        .arg("--project-directory")
+        .arg(&project.0)
+        .arg("--env-file")
+        .arg(env_file)
+        .arg("-f")
+        .arg(compose_path(profile))
+        .args(["config", "--quiet"])
+        .output()
+        .expect("run docker compose (TDSQL_COMPOSE)");
+    assert!(
+        out.status.success(),
+        "docker compose rejects profiles/{profile}/compose.yaml with {}:\n{}{}",
+        env_file.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Compose's loader over both profiles with the sample values (every COMPOSE_VARIABLES entry) and
+/// empty stand-ins for the rendered files: the files are valid compose, every variable is set.
+#[test]
+fn compose_itself_loads_both_profiles_with_every_variable() {
+    for profile in PROFILES {
+        let project = ComposeProject::new(&format!("sample-{profile}"));
+        let mut env = String::new();
+        for (name, value) in sample_values() {
+            if PROCESS_ENV_VARIABLES.iter().all(|(n, _)| *n != name) {
+                env.push_str(&format!("{name}={value}\n"));
+            }
+        }
+        project.write("compose.env", &env);
+        for rendered in RENDERED {
+            let path = project.0.join(rendered);
+            if std::path::Path::new(rendered).extension().is_some() {
+                project.write(rendered, "");
+            } else {
+                std::fs::create_dir_all(path).expect("create a rendered folder");
+            }
+        }
+        compose_loader_accepts(profile, &project, &project.0.join("compose.env"));
+
+        // And it fails, naming the variable, when the env file lacks one.
+        let missing = if profile == "local" { "TDSQL_LOCAL_GATEWAY_PORT" } else { "TDSQL_TEMPORAL_IMAGE" };
+        let partial: String = env
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{missing}=")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        project.write("partial.env", &partial);
+        let out = std::process::Command::new(tdsql_test_support::compose())
+            .env_clear()
+            .env(GRAFANA_PASSWORD_ENV, "x")
+            .env("HOME", "/home/someone")
+            .arg("--project-directory")
+            .arg(&project.0)
+            .arg("--env-file")
+            .arg(project.0.join("partial.env"))
+            .arg("-f")
+            .arg(compose_path(profile))
+            .args(["config", "--quiet"])
+            .output()
+            .expect("run docker compose");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(missing), "{profile}: {stderr}");
+    }
+}
+
+/// Compose's loader over what `cargo xtask config render` really writes for each profile (the
+/// committed defaults): the renderer and the compose files agree on variables and files.
+#[test]
+fn compose_itself_loads_both_profiles_as_rendered() {
+    for profile in PROFILES {
+        let project = ComposeProject::new(&format!("rendered-{profile}"));
+        for rendered in rendered_files(profile) {
+            project.write(&format!("generated/{}", rendered.path), &rendered.contents);
+        }
+        let env_file = project.0.join("generated").join(tdsql_config_renderer::render::COMPOSE_ENV);
+        compose_loader_accepts(profile, &project, &env_file);
+    }
+}
