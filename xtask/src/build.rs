@@ -1,5 +1,9 @@
-//! `cargo xtask build`: the fork's runtime image with `docker buildx build`, for the host's
-//! architecture, another one, or both at once.
+//! `cargo xtask build`: the fork's runtime image, or with `--image dsql-local` the local DSQL
+//! gateway's image, with `docker buildx build`, for the host's architecture, another one, or both
+//! at once.
+//!
+//! The gateway's image is built from this workspace (docker/dsql-local/Dockerfile, its context
+//! filtered by the ignore file next to it) and tagged with this repository's commit.
 //!
 //! The fork reaches BuildKit as the named build context `fork` (a local checkout or a git URL
 //! pinned to a commit), so nothing is written into the checkout and a URL needs no checkout at
@@ -21,6 +25,18 @@ use crate::{config, paths};
 
 /// The repository name of the image; tags are the fork's short commit and `latest`.
 pub(crate) const IMAGE_REPOSITORY: &str = "temporal-dsql-server";
+
+/// The repository name of the gateway's image; tags are this repository's short commit and `latest`.
+pub(crate) const GATEWAY_REPOSITORY: &str = "temporal-dsql-local";
+
+/// The gateway's Dockerfile, relative to the project root (its context is the root).
+const GATEWAY_DOCKERFILE: &str = "docker/dsql-local/Dockerfile";
+
+/// What the gateway's image is built from: a change here (committed or not) means a new image.
+const GATEWAY_INPUTS: &[&str] = &["Cargo.toml", "Cargo.lock", "crates", "xtask", "docker/dsql-local"];
+
+/// This repository, for the gateway image's source label (the workspace's `repository`).
+const REPOSITORY_URL: &str = "https://github.com/iw/temporal-dsql-deploy";
 
 /// The Go module the fork must declare.
 const TEMPORAL_MODULE: &str = "go.temporal.io/server";
@@ -45,6 +61,9 @@ const GIT: Tool = Tool {
 /// Arguments of `cargo xtask build`.
 #[derive(Debug, Args)]
 pub(crate) struct BuildArgs {
+    /// Which image: the fork's Temporal server, or the local DSQL gateway built from this workspace
+    #[arg(long, value_enum, default_value_t = Image::Fork)]
+    image: Image,
     /// Local checkout of the fork [default: config fork.path, ../temporal next to this repo]
     #[arg(long, value_name = "PATH", conflicts_with = "git")]
     source: Option<PathBuf>,
@@ -73,6 +92,15 @@ pub(crate) struct BuildArgs {
     /// (docker-container driver, or an engine with the containerd image store)
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+}
+
+/// The images `build` makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Image {
+    /// temporal-dsql-server, from the fork (--source, --git, --ref)
+    Fork,
+    /// temporal-dsql-local, the dsql-local gateway from this workspace
+    DsqlLocal,
 }
 
 /// A target architecture of the image.
@@ -448,6 +476,7 @@ impl BuildArgs {
             _ => (None, None, None),
         };
         Self {
+            image: Image::Fork,
             source: path,
             git,
             git_ref,
@@ -459,8 +488,28 @@ impl BuildArgs {
         }
     }
 
+    /// What `up` runs when the gateway's image for this repository's commit is missing: this
+    /// machine's architecture, loaded into the local engine.
+    #[allow(dead_code)] // used by `up` (issue 15)
+    pub(crate) fn for_gateway() -> Self {
+        Self {
+            image: Image::DsqlLocal,
+            source: None,
+            git: None,
+            git_ref: None,
+            arch: None,
+            load: true,
+            push: false,
+            tags: Vec::new(),
+            cache_dir: None,
+        }
+    }
+
     pub(crate) fn run(self, ctx: &Context) -> Result<()> {
         let settings = config::load(ctx)?;
+        if self.image == Image::DsqlLocal {
+            return self.run_gateway(ctx, &settings);
+        }
         let source = match (&self.source, &self.git) {
             (Some(path), _) => Source::Path(std::path::absolute(path).unwrap_or_else(|_| path.clone())),
             (None, Some(url)) => Source::Git {
@@ -546,6 +595,193 @@ impl BuildArgs {
             eprintln!("built {}", plan.references().join(", "));
         }
         Ok(())
+    }
+}
+
+impl BuildArgs {
+    /// `--image dsql-local`: the gateway from this workspace, tagged with this repository's commit.
+    fn run_gateway(self, ctx: &Context, settings: &tdsql_config_renderer::Config) -> Result<()> {
+        if self.source.is_some() || self.git.is_some() || self.git_ref.is_some() {
+            bail!(
+                "--image dsql-local is built from this workspace: drop --source, --git and --ref \
+                 (they choose the fork for --image fork)"
+            );
+        }
+        let arch = self.resolve_arch(ctx, settings)?;
+        let output = if self.push { Output::Push } else { Output::Load };
+        check_tags(&self.tags, output, GATEWAY_REPOSITORY)?;
+        let revision = match repository_revision(ctx) {
+            Ok(revision) => Some(revision),
+            Err(err) if !self.tags.is_empty() && self.tags.iter().all(|t| has_explicit_tag(t)) => {
+                eprintln!("note: building without a commit: {err:#}");
+                None
+            }
+            Err(err) => return Err(err),
+        };
+        if arch == Arch::All && output == Output::Load {
+            check_multi_platform_load(ctx)?;
+        }
+        let plan = GatewayPlan {
+            revision: revision.as_ref(),
+            platforms: arch.platforms(),
+            output,
+            tags: &self.tags,
+            cache_dir: self
+                .cache_dir
+                .as_deref()
+                .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.to_owned())),
+            created: created_timestamp()?,
+        };
+        let command = plan.command();
+        if !ctx.dry_run {
+            require_buildx(ctx)?;
+        }
+        let references = references(GATEWAY_REPOSITORY, plan.tags, plan.revision);
+        let mut summary = format!(
+            "building {} for {} from this workspace",
+            references.join(", "),
+            arch.platforms().join(", ")
+        );
+        if let Some(revision) = plan.revision {
+            let _ = write!(summary, ", commit {}", revision.commit);
+            if revision.dirty {
+                summary.push_str(" with local changes");
+            }
+        }
+        eprintln!("{summary}");
+        command.run(ctx)?;
+        if !ctx.dry_run {
+            eprintln!("built {}", references.join(", "));
+        }
+        Ok(())
+    }
+
+    /// `--arch`, else the config's `build.arch`, else the engine's (or this machine's).
+    fn resolve_arch(&self, ctx: &Context, settings: &tdsql_config_renderer::Config) -> Result<Arch> {
+        Ok(match (self.arch, settings.build.arch) {
+            (Some(arch), _) => arch,
+            (None, ConfigArch::Amd64) => Arch::Amd64,
+            (None, ConfigArch::Arm64) => Arch::Arm64,
+            (None, _) => Arch::auto(ctx)?,
+        })
+    }
+}
+
+/// `--push` needs a registry name, and every `--tag` must be an image name.
+fn check_tags(tags: &[String], output: Output, repository: &str) -> Result<()> {
+    if output == Output::Push && tags.is_empty() {
+        bail!(
+            "--push needs an image name in a registry you can push to: add --tag \
+             <registry>/{repository} (e.g. ghcr.io/<you>/{repository})"
+        );
+    }
+    for tag in tags {
+        if tag.is_empty() || tag.chars().any(char::is_whitespace) {
+            bail!("--tag `{tag}` is not an image name (no spaces; e.g. ghcr.io/<you>/{repository})");
+        }
+    }
+    Ok(())
+}
+
+/// The references to tag: each `--tag` repository (or the default one) with the commit's tag and
+/// `latest`; a `--tag name:tag` as given.
+fn references(default_repository: &str, tags: &[String], revision: Option<&Revision>) -> Vec<String> {
+    let tag = revision.map(Revision::tag);
+    let expand = |repository: &str| -> Vec<String> {
+        tag.iter()
+            .map(|t| format!("{repository}:{t}"))
+            .chain(std::iter::once(format!("{repository}:latest")))
+            .collect()
+    };
+    if tags.is_empty() {
+        return expand(default_repository);
+    }
+    tags.iter().flat_map(|t| if has_explicit_tag(t) { vec![t.clone()] } else { expand(t) }).collect()
+}
+
+/// This repository's commit, dirty when the files the gateway image is built from have changes.
+fn repository_revision(ctx: &Context) -> Result<Revision> {
+    let root = paths::project_root();
+    let git = |args: &[&str]| Cmd::new(GIT).arg("-C").arg(&root).args(args).read(ctx);
+    let commit = git(&["rev-parse", "--verify", "HEAD^{commit}"]).with_context(|| {
+        format!(
+            "cannot read this repository's commit at {} (the gateway image's tag carries it); \
+             pass --tag NAME:TAG to build without one",
+            root.display()
+        )
+    })?;
+    let mut status = vec!["status", "--porcelain", "--"];
+    status.extend(GATEWAY_INPUTS);
+    let changes = git(&status).context("cannot tell whether this repository has local changes")?;
+    Ok(Revision { commit: commit.trim().to_owned(), dirty: !changes.trim().is_empty() })
+}
+
+/// The gateway image `build --image dsql-local` tags for this repository's current commit.
+#[allow(dead_code)] // used by `up` (issue 15)
+#[derive(Debug, Clone)]
+pub(crate) struct GatewayImage {
+    /// `temporal-dsql-local:<short commit>[-dirty]`.
+    pub(crate) reference: String,
+    pub(crate) revision: Revision,
+    /// Whether `up` must build it first: the engine lacks the tag, or the tree has changes to the
+    /// files it is built from (an existing `-dirty` image may predate them; the caches make the
+    /// rebuild quick).
+    pub(crate) needs_build: bool,
+}
+
+/// The gateway image for the current commit and whether it must be built: what `up` runs before
+/// compose (`BuildArgs::for_gateway().run(ctx)` when `needs_build`). Probes are read-only.
+#[allow(dead_code)] // used by `up` (issue 15)
+pub(crate) fn gateway_image(ctx: &Context) -> Result<GatewayImage> {
+    let revision = repository_revision(ctx)?;
+    let reference = format!("{GATEWAY_REPOSITORY}:{}", revision.tag());
+    let needs_build = revision.dirty || !image_exists(ctx, &reference)?;
+    Ok(GatewayImage { reference, revision, needs_build })
+}
+
+/// The `docker buildx build` command line of the gateway's image.
+#[derive(Debug)]
+struct GatewayPlan<'a> {
+    revision: Option<&'a Revision>,
+    platforms: &'static [&'static str],
+    output: Output,
+    tags: &'a [String],
+    cache_dir: Option<PathBuf>,
+    created: String,
+}
+
+impl GatewayPlan<'_> {
+    fn command(&self) -> Cmd {
+        let root = paths::project_root();
+        let mut cmd = Cmd::new(DOCKER)
+            .args(["buildx", "build", "--file"])
+            .arg(root.join(GATEWAY_DOCKERFILE))
+            .arg("--platform")
+            .arg(self.platforms.join(","));
+        for (key, value) in [
+            ("SOURCE", REPOSITORY_URL.to_owned()),
+            ("REVISION", self.revision.map(|r| r.commit.clone()).unwrap_or_default()),
+            ("CREATED", self.created.clone()),
+            ("VERSION", self.revision.map(Revision::tag).unwrap_or_default()),
+        ] {
+            cmd = cmd.arg("--build-arg").arg(format!("{key}={value}"));
+        }
+        for reference in references(GATEWAY_REPOSITORY, self.tags, self.revision) {
+            cmd = cmd.arg("--tag").arg(reference);
+        }
+        cmd = cmd.arg(match self.output {
+            Output::Load => "--load",
+            Output::Push => "--push",
+        });
+        if let Some(dir) = &self.cache_dir {
+            let mut from = std::ffi::OsString::from("type=local,src=");
+            from.push(dir);
+            let mut to = std::ffi::OsString::from("type=local,dest=");
+            to.push(dir);
+            to.push(",mode=max");
+            cmd = cmd.arg("--cache-from").arg(from).arg("--cache-to").arg(to);
+        }
+        cmd.arg(root)
     }
 }
 

