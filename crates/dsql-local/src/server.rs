@@ -245,13 +245,7 @@ impl Gateway {
             txn: config.txn.clone(),
             jobs: AtomicU64::new(0),
         });
-        Ok(Self {
-            listener,
-            admission,
-            config: Arc::new(config),
-            shared,
-            verifier,
-        })
+        Ok(Self { listener, admission, config: Arc::new(config), shared, verifier })
     }
 
     /// The address it listens on.
