@@ -26,7 +26,7 @@ use tdsql_config_renderer::{
 };
 
 use crate::context::Context;
-use crate::paths;
+use crate::{ops, paths};
 
 /// Names the user's config file instead of `config.toml` at the repository root.
 pub(crate) const CONFIG_FILE_ENV: &str = "TDSQL_CONFIG_FILE";
@@ -141,16 +141,82 @@ pub(crate) fn grafana_admin_password(ctx: &Context, config: &Config) -> Result<S
 /// Under `--dry-run` it prints what it would write and writes nothing.
 pub(crate) fn render(ctx: &Context, eff: &Effective) -> Result<Vec<PathBuf>> {
     grafana_admin_password(ctx, eff)?;
-    let files = renderer::render_all(eff, &ctx.profile.name)?;
+    let files = renderer::render_all_as(eff, &ctx.profile.name, Some(host_user()?))?;
     let dir = generated_dir(ctx);
+    let keypair = dir.join(renderer::LOCAL_KEYPAIR_ENV);
+    let pki = ops::command(["pki", "--dir"])
+        .arg(dir.join(renderer::GATEWAY_PKI_DIR))
+        .args(GATEWAY_CERT_NAMES.iter().flat_map(|name| ["--endpoint", name]));
     if ctx.dry_run {
-        let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f.path)).collect();
+        let mut paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f.path)).collect();
+        if eff.is_local() {
+            paths.push(keypair);
+        }
         for path in &paths {
             println!("would write {}", path.display());
         }
+        if eff.is_local() {
+            println!("would run {}", pki.display());
+        }
         return Ok(paths);
     }
-    Ok(renderer::write_all(&dir, &files)?)
+    let mut paths = renderer::write_all(&dir, &files)?;
+    // Written for the opt-out too: the compose file names the key pair's env file and the CA either way.
+    if eff.is_local() {
+        ensure_keypair(&keypair)?;
+        paths.push(keypair);
+        let report = pki.read(ctx).context("could not create the local CA and the gateway's certificate")?;
+        // `created /…/ca.key` -> `dsql-local/pki: created ca.key` (stdout lists only written files).
+        for line in report.lines() {
+            let (what, path) = line.split_once(' ').unwrap_or((line, ""));
+            let file = Path::new(path).file_name().map_or_else(|| path.into(), |f| f.to_string_lossy());
+            eprintln!("{}: {what} {file}", renderer::GATEWAY_PKI_DIR);
+        }
+    }
+    Ok(paths)
+}
+
+/// The names the gateway's certificate carries: its compose service (what Temporal connects to)
+/// and the host's loopback names (its port published on 127.0.0.1).
+const GATEWAY_CERT_NAMES: [&str; 3] = [renderer::GATEWAY_SERVICE, "localhost", "127.0.0.1"];
+
+/// Prefix of the local key pair's access key id (`TDSQLLOCAL` + 10 random characters, 20 like AWS's).
+const LOCAL_ACCESS_KEY_PREFIX: &str = "TDSQLLOCAL";
+
+/// Creates the local key pair's env file (mode 0600) unless it exists: running containers keep
+/// signing and verifying with the one they started with. Created under a temporary name and
+/// hard-linked into place, so two renders at once agree on one key pair.
+fn ensure_keypair(path: &Path) -> Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let upper = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let secret = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/";
+    let text = format!(
+        "# The local key pair (`cargo xtask config render`, kept across renders): the Temporal containers\n\
+         # sign IAM tokens with it, the dsql-local gateway verifies them. Local only; never an AWS key.\n\
+         AWS_ACCESS_KEY_ID={LOCAL_ACCESS_KEY_PREFIX}{}\nAWS_SECRET_ACCESS_KEY={}\n",
+        random_chars(upper, 10),
+        random_chars(secret, 40),
+    );
+    let tmp = path.with_extension(format!("env.{}.new", std::process::id()));
+    tdsql_config_renderer::write_atomic(&tmp, text.as_bytes(), true)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("could not create {}", path.display())),
+    }
+}
+
+/// The owner of the project directory: the user the gateway container runs as, so it can read the
+/// 0600 keys that this process (run by that user) wrote.
+fn host_user() -> Result<renderer::HostUser> {
+    use std::os::unix::fs::MetadataExt as _;
+    let root = paths::project_root();
+    let meta = std::fs::metadata(&root).with_context(|| format!("could not stat {}", root.display()))?;
+    Ok(renderer::HostUser { uid: meta.uid(), gid: meta.gid() })
 }
 
 /// `profiles/<p>/generated/` (git-ignored).
@@ -205,9 +271,14 @@ fn fix_hint(err: ConfigError) -> anyhow::Error {
 /// 24 characters from the OS's random source (`/dev/urandom`), or from the standard library's
 /// randomly keyed hasher where that file does not exist.
 fn random_password() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let limit = 256 - 256 % ALPHABET.len();
-    let mut bytes = [0u8; 96];
+    random_chars(b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789", 24)
+}
+
+/// `len` (at most 48) characters of `alphabet` (at most 128), uniformly, from the OS's random
+/// source as [`random_password`] says.
+fn random_chars(alphabet: &[u8], len: usize) -> String {
+    let limit = 256 - 256 % alphabet.len();
+    let mut bytes = [0u8; 192];
     let from_os = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).is_ok();
     if !from_os {
         use std::hash::{BuildHasher, Hasher};
@@ -220,8 +291,8 @@ fn random_password() -> String {
     bytes
         .iter()
         .filter(|b| usize::from(**b) < limit)
-        .take(24)
-        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .take(len)
+        .map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()]))
         .collect()
 }
 

@@ -266,8 +266,8 @@ fn table_names(sandbox: &Sandbox) -> (String, String) {
 }
 
 /// Renders the local profile with `config_toml` as the user's file (as `config render` would,
-/// without writing into the checkout): every file the containers read points at `postgresql`.
-fn assert_local_profile_renders_postgresql(config_toml: &str) {
+/// without writing into the checkout): every file the containers read points at the dsql-local gateway.
+fn assert_local_profile_renders_the_gateway(config_toml: &str) {
     let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles/local/profile.toml");
     let loaded = tdsql_config_renderer::Loader::new()
         .file(&profile, "profiles/local/profile.toml")
@@ -279,11 +279,11 @@ fn assert_local_profile_renders_postgresql(config_toml: &str) {
     let files = tdsql_config_renderer::render::render_all(&loaded.config, "local").unwrap();
     let contents = |path: &str| files.iter().find(|f| f.path == path).unwrap().contents.as_str();
     let temporal_env = contents(tdsql_config_renderer::render::TEMPORAL_ENV);
-    for line in ["CLUSTER_ENDPOINT=postgresql", "SQL_HOST=postgresql"] {
+    for line in ["CLUSTER_ENDPOINT=dsql-local", "SQL_HOST=dsql-local"] {
         assert!(temporal_env.lines().any(|l| l == line), "local temporal.env lacks {line}:\n{temporal_env}");
     }
     let server = contents(tdsql_config_renderer::render::TEMPORAL_CONFIG);
-    assert!(server.contains("connectAddr: \"postgresql:5432\""), "local config.yaml:\n{server}");
+    assert!(server.contains("connectAddr: \"dsql-local:5432\""), "local config.yaml:\n{server}");
     for f in files.iter().filter(|f| !f.path.starts_with(tdsql_config_renderer::render::GRAFANA_DASHBOARDS)) {
         assert!(!f.contents.contains(".on.aws"), "local {} points at the cluster:\n{}", f.path, f.contents);
     }
@@ -326,12 +326,12 @@ fn apply_writes_back_status_reports_and_a_second_apply_changes_nothing() {
         assert!(config.contains(&expected), "config.toml lacks `{expected}` after apply:\n{config}");
     }
     // config.toml overlays every profile: the dsql profile uses the endpoint written there, the
-    // local profile keeps its `postgresql` host (local.postgres_host), in what it renders too.
+    // local profile keeps its gateway (`dsql-local`), in what it renders too.
     let dsql = sandbox.run(&["--profile", "dsql", "config", "validate"]).success();
     assert!(dsql.stdout.contains(&format!("(endpoint {endpoint})")), "{}", dsql.stdout);
     let local = sandbox.run(&["--profile", "local", "config", "validate"]).success();
-    assert!(local.stdout.contains("(endpoint postgresql)"), "{}", local.stdout);
-    assert_local_profile_renders_postgresql(&config);
+    assert!(local.stdout.contains("(endpoint dsql-local)"), "{}", local.stdout);
+    assert_local_profile_renders_the_gateway(&config);
 
     let status = sandbox.run(&["infra", "status"]).success();
     assert!(status.stdout.contains(&format!("cluster     {identifier}  ACTIVE")), "{}", status.stdout);

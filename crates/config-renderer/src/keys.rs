@@ -294,6 +294,17 @@ fn doc_of(key: &str) -> &'static str {
         "infra.state.lock_table" => {
             "DynamoDB table (hash key LockID) for the state lock; empty: S3's own lock file"
         }
+        "local.gateway.enabled" => {
+            "Temporal reaches the local PostgreSQL through the dsql-local gateway; false: directly (debugging)"
+        }
+        "local.gateway.port" => "host port of the dsql-local gateway (published on 127.0.0.1)",
+        "local.gateway.rate" => "new connections per second the gateway admits (DSQL: 100)",
+        "local.gateway.burst" => "connection bucket size of the gateway (DSQL: 1000)",
+        "local.gateway.max_connections" => "open connections the gateway allows (DSQL: 10000)",
+        "local.gateway.max_lifetime" => "the gateway closes a connection after this long (DSQL: 60m)",
+        "local.gateway.lock_timeout" => {
+            "how long a row write waits for a lock before failing like DSQL's OCC"
+        }
         _ => "",
     }
 }
@@ -337,6 +348,13 @@ mod tests {
             "temporal.image",
             "local.postgres_host",
             "local.postgres_port",
+            "local.gateway.enabled",
+            "local.gateway.port",
+            "local.gateway.rate",
+            "local.gateway.burst",
+            "local.gateway.max_connections",
+            "local.gateway.max_lifetime",
+            "local.gateway.lock_timeout",
         ] {
             assert!(get(key).is_some(), "missing key {key}");
         }

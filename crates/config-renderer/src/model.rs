@@ -158,7 +158,7 @@ pub enum Backend {
     /// A real Aurora DSQL cluster (IAM tokens, TLS).
     #[default]
     Dsql,
-    /// The local PostgreSQL 16 stand-in (trust auth, TLS off, dummy AWS credentials).
+    /// The local PostgreSQL 16, behind the dsql-local gateway unless `local.gateway.enabled` is false.
     Postgres,
 }
 
@@ -494,11 +494,54 @@ pub struct Local {
     pub postgres_host: String,
     /// Host port of the PostgreSQL 16 container (published on 127.0.0.1).
     pub postgres_port: u16,
+    /// The dsql-local gateway in front of that PostgreSQL.
+    pub gateway: Gateway,
 }
 
 impl Default for Local {
     fn default() -> Self {
-        Self { postgres_host: crate::render::POSTGRES_SERVICE.to_owned(), postgres_port: 15432 }
+        Self {
+            postgres_host: crate::render::POSTGRES_SERVICE.to_owned(),
+            postgres_port: 15432,
+            gateway: Gateway::default(),
+        }
+    }
+}
+
+/// `[local.gateway]`: the dsql-local gateway, which gives the local PostgreSQL Aurora DSQL's TLS,
+/// IAM authentication, limits and statement rules. Its defaults are DSQL's own limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Gateway {
+    /// Temporal reaches PostgreSQL only through the gateway; false: directly, without TLS or token
+    /// checks (the behaviour before the gateway, for debugging).
+    pub enabled: bool,
+    /// Host port of the gateway (published on 127.0.0.1).
+    pub port: u16,
+    /// New connections per second (DSQL: 100).
+    pub rate: u32,
+    /// Connection bucket size (DSQL: 1,000).
+    pub burst: u32,
+    /// Open connections at most (DSQL: 10,000 per cluster).
+    pub max_connections: u32,
+    /// The gateway closes a connection after this long (DSQL: 60 minutes).
+    pub max_lifetime: GoDuration,
+    /// How long a row write waits for a lock before it fails like DSQL's optimistic concurrency.
+    pub lock_timeout: GoDuration,
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            port: 15433,
+            rate: 100,
+            burst: 1000,
+            max_connections: 10_000,
+            max_lifetime: dur("60m"),
+            lock_timeout: dur("10ms"),
+        }
     }
 }
 
@@ -558,12 +601,14 @@ impl Config {
         if region.is_empty() { self.project.region.as_str() } else { region }
     }
 
-    /// The host the Temporal containers connect to, by backend: the local stand-in's
-    /// `local.postgres_host` for `postgres`; for `dsql` the [cluster's endpoint](Self::cluster_endpoint),
+    /// The host the Temporal containers connect to, by backend: for `postgres` the gateway's
+    /// compose service ([`GATEWAY_SERVICE`](crate::render::GATEWAY_SERVICE)), or the local stand-in's
+    /// `local.postgres_host` when `local.gateway.enabled` is false; for `dsql` the [cluster's endpoint](Self::cluster_endpoint),
     /// `None` when there is no cluster yet (`cargo xtask infra apply` creates one).
     #[must_use]
     pub fn endpoint(&self) -> Option<String> {
         match self.dsql.backend {
+            Backend::Postgres if self.uses_gateway() => Some(crate::render::GATEWAY_SERVICE.to_owned()),
             Backend::Postgres => Some(self.local.postgres_host.trim().to_owned()),
             Backend::Dsql => self.cluster_endpoint(),
         }
@@ -614,5 +659,19 @@ impl Config {
     #[must_use]
     pub fn is_local(&self) -> bool {
         self.dsql.backend == Backend::Postgres
+    }
+
+    /// True when the Temporal containers reach the local PostgreSQL through the dsql-local
+    /// gateway (TLS against the local CA, IAM tokens signed with the local key pair).
+    #[must_use]
+    pub fn uses_gateway(&self) -> bool {
+        self.is_local() && self.local.gateway.enabled
+    }
+
+    /// TLS with certificate and host verification: `dsql.tls`, always on through the gateway
+    /// (it refuses plaintext, like DSQL).
+    #[must_use]
+    pub fn tls(&self) -> bool {
+        self.dsql.tls || self.uses_gateway()
     }
 }

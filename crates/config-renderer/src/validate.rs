@@ -39,9 +39,62 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     limits(config, &mut out);
     coordination(config, &mut out);
     temporal(config, &mut out);
+    gateway(config, &mut out);
     ports(config, &mut out);
     infra_state(config, &mut out);
     out
+}
+
+/// `[local.gateway]`, checked whatever the profile (a bad value should not wait for the switch).
+fn gateway(c: &Config, out: &mut Vec<Problem>) {
+    let g = &c.local.gateway;
+    if g.rate == 0 {
+        out.push(Problem::error(
+            "local.gateway.rate",
+            "0 admits no connection: use 1 or more new connections per second (DSQL: 100)",
+        ));
+    }
+    if g.burst == 0 {
+        out.push(Problem::error(
+            "local.gateway.burst",
+            "0 admits no connection: use a bucket of 1 or more (DSQL: 1000)",
+        ));
+    }
+    if g.max_connections == 0 {
+        out.push(Problem::error(
+            "local.gateway.max_connections",
+            "0 admits no connection: use 1 or more (DSQL: 10000)",
+        ));
+    }
+    if g.max_lifetime.get() < Duration::from_secs(1) {
+        out.push(Problem::error(
+            "local.gateway.max_lifetime",
+            format!("`{}` is under a second: use e.g. 60m (DSQL's lifetime)", g.max_lifetime),
+        ));
+    }
+    let lock = g.lock_timeout.get();
+    if lock < Duration::from_millis(1) || !lock.subsec_nanos().is_multiple_of(1_000_000) {
+        out.push(Problem::error(
+            "local.gateway.lock_timeout",
+            format!(
+                "`{}` is not a whole number of milliseconds of at least 1ms: use e.g. 10ms",
+                g.lock_timeout
+            ),
+        ));
+    }
+    if c.uses_gateway() {
+        let total = u64::from(c.dsql.max_conns) * 2 * u64::from(TEMPORAL_SERVICES);
+        if total > u64::from(g.max_connections) {
+            out.push(Problem::warning(
+                "local.gateway.max_connections",
+                format!(
+                    "{} is below the {total} connections the Temporal services may open (dsql.max_conns x 2 x \
+                     {TEMPORAL_SERVICES}): the gateway will refuse some with 53300",
+                    g.max_connections
+                ),
+            ));
+        }
+    }
 }
 
 fn project(c: &Config, out: &mut Vec<Problem>) {
@@ -536,6 +589,9 @@ fn ports(c: &Config, out: &mut Vec<Problem>) {
     ];
     if c.is_local() {
         published.push(("local.postgres_port", c.local.postgres_port));
+    }
+    if c.uses_gateway() {
+        published.push(("local.gateway.port", c.local.gateway.port));
     }
     let es = [("elasticsearch.port", c.elasticsearch.port)];
     for (key, port) in service.iter().chain(&published).chain(&es) {

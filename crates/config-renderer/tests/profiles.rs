@@ -9,14 +9,17 @@ fn profile(name: &str) -> PathBuf {
 }
 
 #[test]
-fn local_profile_drives_the_plugin_against_the_postgresql_container() {
+fn local_profile_drives_the_plugin_through_the_gateway() {
     let loaded =
         Loader::new().file(&profile("local"), "profiles/local/profile.toml").unwrap().load().unwrap();
     let c = &loaded.config;
     assert_eq!(c.dsql.backend, Backend::Postgres);
-    assert_eq!(c.endpoint().as_deref(), Some("postgresql"));
+    assert_eq!(c.endpoint().as_deref(), Some("dsql-local"));
     assert_eq!(c.dsql.port, 5432);
-    assert!(!c.dsql.tls);
+    assert!(c.uses_gateway());
+    assert!(c.tls(), "the gateway is reached with TLS");
+    assert!(!c.dsql.tls, "PostgreSQL itself, reached only with the gateway off, has no certificate");
+    assert!(matches!(loaded.origin("local.gateway.port"), Origin::File { .. }));
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     assert!(matches!(loaded.origin("local.postgres_host"), Origin::File { .. }));
 }
@@ -47,8 +50,8 @@ fn a_dsql_endpoint_in_config_toml_points_the_dsql_profile_at_the_cluster_and_lea
     assert!(local.warnings.is_empty(), "{:?}", local.warnings);
     assert_eq!(
         local.config.endpoint().as_deref(),
-        Some("postgresql"),
-        "the local stack stays on its stand-in"
+        Some("dsql-local"),
+        "the local stack stays on its gateway"
     );
     assert_eq!(local.config.cluster_endpoint().as_deref(), Some(cluster), "the cluster is still known");
     let dsql = load("dsql");

@@ -110,6 +110,47 @@ fn golden_files_for_both_profiles() {
     }
 }
 
+/// `local.gateway.enabled = false`: the plugin talks to PostgreSQL directly, TLS off, as before the gateway.
+#[test]
+fn golden_files_without_the_gateway() {
+    let file_path = root().join("profiles/local/profile.toml");
+    let config = Loader::new()
+        .file(&file_path, "profiles/local/profile.toml")
+        .unwrap()
+        .text("[local.gateway]\nenabled = false\n", "config.toml")
+        .unwrap()
+        .load()
+        .unwrap()
+        .config;
+    let files = render::render_all(&config, "local").unwrap();
+    for path in [render::COMPOSE_ENV, render::TEMPORAL_ENV, render::TEMPORAL_CONFIG] {
+        let golden = root().join("crates/config-renderer/tests/golden/local-no-gateway").join(path);
+        expect_file(&golden, file(&files, path));
+    }
+    let y = yaml(
+        &file(&files, render::TEMPORAL_CONFIG)
+            .replace("{{ env \"BIND_ON_IP\" }}", "x")
+            .replace("{{ env \"TEMPORAL_BROADCAST_ADDRESS\" }}", "x"),
+    );
+    let sql = get(&y, "persistence.datastores.dsql-default.sql");
+    assert_eq!(get(sql, "connectAttributes.sslmode").as_str(), Some("disable"));
+    assert!(sql.get("tls").is_none());
+    assert_eq!(get(sql, "connectAddr").as_str(), Some("postgresql:5432"));
+    assert!(file(&files, render::TEMPORAL_ENV).contains("\nCLUSTER_ENDPOINT=postgresql\n"));
+}
+
+/// The host user reaches compose.env only when asked for, and only with the gateway.
+#[test]
+fn the_host_user_is_rendered_for_the_gateway() {
+    let host = render::HostUser { uid: 1234, gid: 5678 };
+    let local = render::render_all_as(&config("local"), "local", Some(host)).unwrap();
+    let env = file(&local, render::COMPOSE_ENV);
+    assert!(env.contains("\nTDSQL_HOST_UID=1234\nTDSQL_HOST_GID=5678\n"), "{env}");
+    assert!(!file(&rendered("local"), render::COMPOSE_ENV).contains("TDSQL_HOST_UID"));
+    let dsql = render::render_all_as(&config("dsql"), "dsql", Some(host)).unwrap();
+    assert!(!file(&dsql, render::COMPOSE_ENV).contains("TDSQL_HOST_UID"));
+}
+
 /// The environment variables the fork reads, copied from the reference (temporal-dsql-fork.md §8.2),
 /// independently of the renderer's own list.
 const FORK_ENV_CONTRACT: &[&str] = &[
@@ -151,9 +192,6 @@ const FORK_ENV_CONTRACT: &[&str] = &[
     "SQL_DATABASE",
 ];
 
-/// Read by the AWS SDK inside the fork; only the local profile sets them (static dummy credentials).
-const LOCAL_SDK_CREDENTIALS: &[&str] = &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
-
 fn env_names(text: &str) -> Vec<String> {
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
@@ -167,10 +205,8 @@ fn temporal_env_sets_exactly_the_variables_the_fork_reads() {
         let names = env_names(file(&rendered(profile), render::TEMPORAL_ENV));
         let unique: BTreeSet<&str> = names.iter().map(String::as_str).collect();
         assert_eq!(unique.len(), names.len(), "{profile}: a variable is set twice: {names:?}");
-        let mut expected: BTreeSet<&str> = FORK_ENV_CONTRACT.iter().copied().collect();
-        if profile == "local" {
-            expected.extend(LOCAL_SDK_CREDENTIALS);
-        }
+        // The local profile's AWS credentials are the local key pair, in its own 0600 env file.
+        let expected: BTreeSet<&str> = FORK_ENV_CONTRACT.iter().copied().collect();
         let missing: Vec<&&str> = expected.difference(&unique).collect();
         let unknown: Vec<&&str> = unique.difference(&expected).collect();
         assert!(missing.is_empty(), "{profile}: temporal.env misses variables the fork reads: {missing:?}");
@@ -201,10 +237,10 @@ fn env_values_follow_the_config() {
     assert_eq!(value("DSQL_DISTRIBUTED_CONN_LEASE_TABLE"), "golden-dsql-conn-lease");
     let local = rendered("local");
     let local_env = file(&local, render::TEMPORAL_ENV);
-    assert!(local_env.contains("\nCLUSTER_ENDPOINT=postgresql\n"));
-    assert!(
-        local_env.contains(&format!("\nAWS_SECRET_ACCESS_KEY={}\n", render::LOCAL_DUMMY_SECRET_ACCESS_KEY))
-    );
+    assert!(local_env.contains("\nCLUSTER_ENDPOINT=dsql-local\n"));
+    assert!(local_env.contains("\nAWS_REGION=eu-west-1\n"));
+    // The local key pair lives in generated/dsql-local/keypair.env, never in temporal.env.
+    assert!(!local_env.contains("AWS_ACCESS_KEY_ID") && !local_env.contains("AWS_SECRET_ACCESS_KEY"));
 }
 
 /// config.toml overlays every profile, so the cluster `infra apply` writes there (identifier and
@@ -231,16 +267,14 @@ fn a_cluster_in_config_toml_does_not_redirect_the_local_profile() {
         assert!(!f.contents.contains(".on.aws"), "{} points at the cluster:\n{}", f.path, f.contents);
     }
     let temporal_env = file(&files, render::TEMPORAL_ENV);
-    assert!(temporal_env.contains("\nCLUSTER_ENDPOINT=postgresql\n"), "{temporal_env}");
-    assert!(temporal_env.contains("\nSQL_HOST=postgresql\n"), "{temporal_env}");
+    assert!(temporal_env.contains("\nCLUSTER_ENDPOINT=dsql-local\n"), "{temporal_env}");
+    assert!(temporal_env.contains("\nSQL_HOST=dsql-local\n"), "{temporal_env}");
     assert!(file(&files, render::COMPOSE_ENV).contains("\nTDSQL_LOCAL_POSTGRES_HOST=postgresql\n"));
-    assert!(file(&files, render::TEMPORAL_CONFIG).contains("postgresql:5432"));
+    assert!(file(&files, render::TEMPORAL_CONFIG).contains("dsql-local:5432"));
 }
 
 #[test]
 fn no_secret_reaches_a_rendered_file() {
-    // The literal dummy credentials of the local profile are allowed: they are not secrets.
-    let allowed = [render::LOCAL_DUMMY_ACCESS_KEY_ID, render::LOCAL_DUMMY_SECRET_ACCESS_KEY];
     for profile in ["local", "dsql"] {
         let files = rendered(profile);
         for f in &files {
@@ -271,7 +305,7 @@ fn no_secret_reaches_a_rendered_file() {
                     .any(|w| name.to_ascii_lowercase().contains(w));
                 if secretish && !value.is_empty() {
                     assert!(
-                        allowed.contains(&value) || name.trim() == "DSQL_TOKEN_DURATION",
+                        name.trim() == "DSQL_TOKEN_DURATION",
                         "{}",
                         at(&format!("a secret-looking value in `{lower}`"))
                     );
@@ -347,9 +381,14 @@ fn temporal_config_uses_the_dsql_plugin_and_elasticsearch_visibility() {
                 );
             }
             _ => {
-                assert_eq!(get(sql, "connectAttributes.sslmode").as_str(), Some("disable"));
-                assert!(sql.get("tls").is_none());
-                assert_eq!(get(sql, "connectAddr").as_str(), Some("postgresql:5432"));
+                // Like the dsql profile, against the gateway and the local CA.
+                assert_eq!(get(sql, "tls.enabled").as_bool(), Some(true));
+                assert_eq!(get(sql, "tls.enableHostVerification").as_bool(), Some(true));
+                assert_eq!(get(sql, "tls.caFile").as_str(), Some("/etc/temporal/dsql-local/ca.crt"));
+                assert_eq!(get(sql, "tls.serverName").as_str(), Some("dsql-local"));
+                assert!(sql.get("connectAttributes").is_none());
+                assert_eq!(get(sql, "connectAddr").as_str(), Some("dsql-local:5432"));
+                assert_eq!(get(sql, "user").as_str(), Some("admin"));
             }
         }
         assert_eq!(get(&y, "global.metrics.prometheus.framework").as_str(), Some("opentelemetry"));

@@ -332,6 +332,61 @@ fn local_postgres_port_is_distinct_in_the_local_profile() {
 }
 
 #[test]
+fn gateway_port_is_distinct_from_the_other_published_ports() {
+    rejects(
+        "[local.gateway]\nport = 15432\n[dsql]\nbackend = \"postgres\"\n",
+        "config.toml:2: local.gateway.port: port 15432 is also used by local.postgres_port",
+    );
+    rejects(
+        "[dsql]\nbackend = \"postgres\"\n[local.gateway]\nport = 0\n",
+        "config.toml:4: local.gateway.port: 0 is not a port",
+    );
+    // Without the gateway its port is not published, so it may clash.
+    accepts("[dsql]\nbackend = \"postgres\"\ntls = false\n[local.gateway]\nenabled = false\nport = 15432\n");
+    accepts("[dsql]\nbackend = \"postgres\"\n[local.gateway]\nport = 25433\n");
+}
+
+#[test]
+fn gateway_limits_admit_connections() {
+    rejects("[local.gateway]\nrate = 0\n", "config.toml:2: local.gateway.rate: 0 admits no connection");
+    accepts("[local.gateway]\nrate = 1\n");
+    rejects("[local.gateway]\nburst = 0\n", "config.toml:2: local.gateway.burst: 0 admits no connection");
+    accepts("[local.gateway]\nburst = 1\n");
+    rejects(
+        "[local.gateway]\nmax_connections = 0\n",
+        "config.toml:2: local.gateway.max_connections: 0 admits no connection",
+    );
+    warns(
+        "[dsql]\nbackend = \"postgres\"\nmax_conns = 50\nmax_idle_conns = 50\n[local.gateway]\nmax_connections = 100\n",
+        "config.toml:6: local.gateway.max_connections: 100 is below the 400 connections",
+    );
+    accepts("[local.gateway]\nmax_connections = 1\n");
+}
+
+#[test]
+fn gateway_durations_fit_its_syntax() {
+    rejects(
+        "[local.gateway]\nmax_lifetime = \"500ms\"\n",
+        "config.toml:2: local.gateway.max_lifetime: `500ms` is under a second",
+    );
+    accepts("[local.gateway]\nmax_lifetime = \"1s\"\n");
+    rejects(
+        "[local.gateway]\nlock_timeout = \"0s\"\n",
+        "config.toml:2: local.gateway.lock_timeout: `0s` is not a whole number of milliseconds",
+    );
+    rejects(
+        "[local.gateway]\nlock_timeout = \"1500us\"\n",
+        "config.toml:2: local.gateway.lock_timeout: `1500us` is not a whole number of milliseconds",
+    );
+    rejects(
+        "[local.gateway]\nlock_timeout = \"10\"\n",
+        "config.toml:2: local.gateway.lock_timeout: `10` has no unit",
+    );
+    rejects("[local.gateway]\nenabled = \"yes\"\n", "config.toml:2: local.gateway.enabled:");
+    accepts("[local.gateway]\nlock_timeout = \"1ms\"\n");
+}
+
+#[test]
 fn durations_need_units() {
     rejects(
         "[dsql.reservoir]\nguard_window = \"45\"\n",

@@ -74,7 +74,9 @@
 //!   and no key-size limit; those are refused by DSQL only.
 
 pub mod auth;
-pub mod certs;
+/// The local CA and the gateway's certificate: the `tdsql-local-pki` crate, kept out of this one so
+/// `config render` can create the PKI without pg_query (libclang).
+pub use tdsql_local_pki as certs;
 pub mod errors;
 pub mod limits;
 pub mod metrics;

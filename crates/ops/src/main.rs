@@ -5,6 +5,7 @@
 
 mod cost;
 mod infra_status;
+mod pki;
 mod schema;
 
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ enum Command {
     CostLoad(cost::LoadCostArgs),
     /// Project a 30-day month at N workflows per second from a load report's cost
     CostEstimate(cost::EstimateArgs),
+    /// Create or keep the local CA and the dsql-local gateway's certificate
+    Pki(pki::PkiArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
             Command::Cost(args) => args.run().await,
             Command::CostLoad(args) => args.run().await,
             Command::CostEstimate(args) => args.run(),
+            Command::Pki(args) => args.run(),
         }
     });
     match result {

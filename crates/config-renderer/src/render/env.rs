@@ -1,15 +1,10 @@
 //! `compose.env` and `temporal.env`.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
-use super::{MIMIR_SERVICE, commented};
+use super::{GATEWAY_IMAGE, GATEWAY_SERVICE, HostUser, MIMIR_SERVICE, commented};
 use crate::model::Config;
-
-/// Access key id of the local profile's static AWS credentials. Not a secret: PostgreSQL trusts
-/// every connection, and the fork only needs credentials to sign a token nobody checks.
-pub const LOCAL_DUMMY_ACCESS_KEY_ID: &str = "tdsql-local-dummy-access-key-id";
-/// Secret key of the local profile's static AWS credentials: a fixed dummy, not a secret.
-pub const LOCAL_DUMMY_SECRET_ACCESS_KEY: &str = "tdsql-local-dummy-secret-not-a-secret";
 
 /// One `KEY=value` line of an env file, with a comment above when `doc` is not empty.
 struct EnvFile {
@@ -110,16 +105,14 @@ pub(super) fn temporal_env(c: &Config, endpoint: &str, header: &str) -> String {
     f.var("SQL_DATABASE", &d.database);
     if c.is_local() {
         f.section(
-            "Static dummy AWS credentials (not secrets): the plugin signs an IAM token that the local\n\
-             # PostgreSQL, with trust auth, never checks",
+            "AWS credentials: none here. For the local profile they are the local key pair in\n\
+             # generated/dsql-local/keypair.env (a second env_file), which the gateway verifies tokens with",
         );
-        f.var("AWS_ACCESS_KEY_ID", LOCAL_DUMMY_ACCESS_KEY_ID);
-        f.var("AWS_SECRET_ACCESS_KEY", LOCAL_DUMMY_SECRET_ACCESS_KEY);
     }
     f.text
 }
 
-pub(super) fn compose_env(c: &Config, endpoint: &str, header: &str) -> String {
+pub(super) fn compose_env(c: &Config, endpoint: &str, header: &str, host: Option<HostUser>) -> String {
     let mut f = EnvFile::new(
         header,
         "Compose's --env-file: values the compose file interpolates. Each name is also the TDSQL_*\n\
@@ -163,10 +156,29 @@ pub(super) fn compose_env(c: &Config, endpoint: &str, header: &str) -> String {
     // local.postgres_host, not dsql.endpoint (which only names the DSQL cluster).
     if c.is_local() {
         f.section("Local PostgreSQL 16 stand-in");
-        f.var("TDSQL_LOCAL_POSTGRES_HOST", endpoint);
+        f.var("TDSQL_LOCAL_POSTGRES_HOST", c.local.postgres_host.trim());
         f.var("TDSQL_LOCAL_POSTGRES_PORT", c.local.postgres_port);
         f.var("TDSQL_DSQL_PORT", c.dsql.port);
         f.var("TDSQL_DSQL_USER", &c.dsql.user);
+        let g = &c.local.gateway;
+        f.section(
+            "dsql-local gateway in front of it (Temporal's endpoint unless TDSQL_LOCAL_GATEWAY_ENABLED=false);\n\
+             # durations in the gateway's syntax (ms, s, m, h)",
+        );
+        f.var("TDSQL_LOCAL_GATEWAY_ENABLED", g.enabled);
+        f.var("TDSQL_LOCAL_GATEWAY_HOST", GATEWAY_SERVICE);
+        f.var("TDSQL_LOCAL_GATEWAY_PORT", g.port);
+        f.var("TDSQL_LOCAL_GATEWAY_RATE", g.rate);
+        f.var("TDSQL_LOCAL_GATEWAY_BURST", g.burst);
+        f.var("TDSQL_LOCAL_GATEWAY_MAX_CONNECTIONS", g.max_connections);
+        f.var("TDSQL_LOCAL_GATEWAY_MAX_LIFETIME", gateway_duration(g.max_lifetime.get()));
+        f.var("TDSQL_LOCAL_GATEWAY_LOCK_TIMEOUT", gateway_duration(g.lock_timeout.get()));
+        f.var("TDSQL_DSQL_LOCAL_IMAGE", GATEWAY_IMAGE);
+        if let Some(host) = host {
+            f.section("The user the gateway runs as (the owner of its 0600 key files)");
+            f.var("TDSQL_HOST_UID", host.uid);
+            f.var("TDSQL_HOST_GID", host.gid);
+        }
     } else {
         f.section("Cluster");
         f.var("TDSQL_DSQL_ENDPOINT", endpoint);
@@ -174,9 +186,34 @@ pub(super) fn compose_env(c: &Config, endpoint: &str, header: &str) -> String {
     f.text
 }
 
+/// A duration in the gateway's syntax: a whole number of `h`, `m`, `s` or `ms`, the largest unit
+/// that is exact (validation keeps lock timeouts whole milliseconds; finer parts are dropped).
+fn gateway_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0 => "0ms".to_owned(),
+        _ if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
+        _ if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
+        _ if ms.is_multiple_of(1_000) => format!("{}s", ms / 1_000),
+        _ => format!("{ms}ms"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::env_value;
+    use std::time::Duration;
+
+    use super::{env_value, gateway_duration};
+
+    #[test]
+    fn gateway_durations_use_the_largest_exact_unit() {
+        assert_eq!(gateway_duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(gateway_duration(Duration::from_secs(90 * 60)), "90m");
+        assert_eq!(gateway_duration(Duration::from_secs(300)), "5m");
+        assert_eq!(gateway_duration(Duration::from_secs(45)), "45s");
+        assert_eq!(gateway_duration(Duration::from_millis(10)), "10ms");
+        assert_eq!(gateway_duration(Duration::from_millis(1500)), "1500ms");
+    }
 
     #[test]
     fn values_are_quoted_only_when_needed() {

@@ -15,7 +15,7 @@ use crate::edit::write_atomic;
 use crate::error::ConfigError;
 use crate::model::Config;
 
-pub use env::{LOCAL_DUMMY_ACCESS_KEY_ID, LOCAL_DUMMY_SECRET_ACCESS_KEY, fork_env_vars};
+pub use env::fork_env_vars;
 pub use temporal::REGISTERED_DYNAMIC_CONFIG_KEYS;
 
 /// Compose's `--env-file`: interpolation values (image, published ports, Elasticsearch settings).
@@ -44,6 +44,18 @@ pub const GRAFANA_DSQL_CLUSTER_VARIABLE: &str = "dsql_cluster";
 pub const FRONTEND_SERVICE: &str = "temporal-frontend";
 /// Compose service name of the local profile's PostgreSQL 16.
 pub const POSTGRES_SERVICE: &str = "postgresql";
+/// Compose service name of the local profile's dsql-local gateway (the host its certificate names).
+pub const GATEWAY_SERVICE: &str = "dsql-local";
+/// The local PKI, below the generated folder: `ca.crt`, `ca.key`, `server.crt`, `server.key`
+/// (written by `tdsql-ops pki`, never by [`write_all`]).
+pub const GATEWAY_PKI_DIR: &str = "dsql-local/pki";
+/// The local key pair, below the generated folder: `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`,
+/// read by the Temporal containers (to sign tokens) and the gateway (to verify them).
+pub const LOCAL_KEYPAIR_ENV: &str = "dsql-local/keypair.env";
+/// Where the Temporal containers see the local CA (`generated/dsql-local/pki/ca.crt`).
+pub const CONTAINER_LOCAL_CA: &str = "/etc/temporal/dsql-local/ca.crt";
+/// The gateway's image (built from this workspace).
+pub const GATEWAY_IMAGE: &str = "temporal-dsql-local:latest";
 /// Compose service name of Mimir (Grafana's Prometheus datasource).
 pub const MIMIR_SERVICE: &str = "mimir";
 /// Where the containers see `generated/temporal/`.
@@ -66,10 +78,33 @@ pub struct Rendered {
 /// [`ConfigError::NoCluster`] when the profile targets Aurora DSQL and no cluster is configured;
 /// [`ConfigError::Dashboard`] when a dashboard source is not valid JSON.
 pub fn render_all(config: &Config, profile: &str) -> Result<Vec<Rendered>, ConfigError> {
+    render_all_as(config, profile, None)
+}
+
+/// The user the local profile's gateway container runs as, so it can read the 0600 key files
+/// that `config render` wrote as that user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostUser {
+    /// `id -u`.
+    pub uid: u32,
+    /// `id -g`.
+    pub gid: u32,
+}
+
+/// [`render_all`], with `TDSQL_HOST_UID` and `TDSQL_HOST_GID` in compose.env when `host` is given
+/// and the profile runs the gateway.
+///
+/// # Errors
+/// As [`render_all`].
+pub fn render_all_as(
+    config: &Config,
+    profile: &str,
+    host: Option<HostUser>,
+) -> Result<Vec<Rendered>, ConfigError> {
     let endpoint = config.endpoint().ok_or(ConfigError::NoCluster)?;
     let header = header(profile);
     let mut files = vec![
-        Rendered { path: COMPOSE_ENV, contents: env::compose_env(config, &endpoint, &header) },
+        Rendered { path: COMPOSE_ENV, contents: env::compose_env(config, &endpoint, &header, host) },
         Rendered { path: TEMPORAL_ENV, contents: env::temporal_env(config, &endpoint, &header) },
         Rendered { path: TEMPORAL_CONFIG, contents: temporal::server_config(config, &endpoint, &header) },
         Rendered { path: DYNAMIC_CONFIG, contents: temporal::dynamic_config(config, &header) },

@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use super::{CONTAINER_CONFIG_DIR, FRONTEND_SERVICE, commented, yaml_str};
+use super::{
+    CONTAINER_CONFIG_DIR, CONTAINER_LOCAL_CA, FRONTEND_SERVICE, GATEWAY_SERVICE, commented, yaml_str,
+};
 use crate::model::Config;
 
 /// Dynamic-config keys this renderer may emit. Each is registered in Temporal 1.29's
@@ -49,7 +51,18 @@ pub(super) fn server_config(c: &Config, endpoint: &str, header: &str) -> String 
         max_idle = d.max_idle_conns,
         lifetime = yaml_str(d.max_conn_lifetime.as_str()),
     );
-    if d.tls {
+    if c.uses_gateway() {
+        // Like the dsql profile, with the local CA (the fork's `caFile` becomes `sslrootcert`).
+        let _ = write!(
+            y,
+            "        # TLS with certificate and host-name verification (sslmode=verify-full) against the\n        \
+             # local CA that `cargo xtask config render` made (generated/dsql-local/pki/ca.crt).\n        \
+             tls:\n          enabled: true\n          enableHostVerification: true\n          \
+             caFile: {ca}\n          serverName: {name}\n",
+            ca = yaml_str(CONTAINER_LOCAL_CA),
+            name = yaml_str(GATEWAY_SERVICE),
+        );
+    } else if c.tls() {
         // Without `tls` or `connectAttributes.sslmode` the plugin's DSN says sslmode=disable.
         y.push_str(
             "        # TLS with certificate and host-name verification (sslmode=verify-full).\n        \

@@ -1,13 +1,13 @@
 //! Median time of one TLS handshake over loopback between `certs::server_tls_config` and
 //! `certs::client_tls_config` (TCP connect included), over 50 full and 50 resumed handshakes.
-//! `cargo bench -p tdsql-dsql-local --bench tls_handshake`
+//! `cargo bench -p tdsql-local-pki --bench tls_handshake`
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::client::Resumption;
 use rustls::pki_types::ServerName;
-use tdsql_dsql_local::certs::{client_tls_config, ensure_pki, server_tls_config};
+use tdsql_local_pki::{client_tls_config, ensure_pki, server_tls_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};

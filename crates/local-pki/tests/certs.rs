@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use rustls::pki_types::ServerName;
 use rustls::pki_types::pem::PemObject;
-use tdsql_dsql_local::certs::{
+use tdsql_local_pki::{
     CertError, CertifiedKeyPem, Change, PkiPaths, ReplaceReason, client_tls_config, ensure_pki, generate_ca,
     issue_server_cert, server_tls_config,
 };
