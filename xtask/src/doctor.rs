@@ -159,7 +159,31 @@ pub(crate) fn run_checks(ctx: &Context) -> Vec<Check> {
 
     checks.push(aws_credentials(ctx, dsql));
     checks.push(fork_source(ctx));
+    if !dsql {
+        checks.push(dsql_semantics(ctx));
+    }
     checks
+}
+
+/// The local profile's stand-in: through the dsql-local gateway (DSQL's semantics) or, opted
+/// out, PostgreSQL directly.
+fn dsql_semantics(ctx: &Context) -> Check {
+    let config = crate::config::load(ctx);
+    let through_gateway = config.as_ref().is_ok_and(|c| c.uses_gateway());
+    Check {
+        name: "DSQL semantics",
+        ok: true,
+        detail: if through_gateway {
+            "dsql-local in front of PostgreSQL 16 (TLS, IAM tokens, DSQL's statement rules)".to_owned()
+        } else if config.is_ok() {
+            "off: Temporal talks to PostgreSQL directly (local.gateway.enabled = false)".to_owned()
+        } else {
+            "unknown: the configuration does not load (`cargo xtask config validate`)".to_owned()
+        },
+        needed_by: "up (local profile)",
+        required: false,
+        fix: String::new(),
+    }
 }
 
 fn aws_credentials(ctx: &Context, dsql: bool) -> Check {

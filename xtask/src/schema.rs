@@ -100,7 +100,15 @@ impl SchemaArgs {
         let config = config::load(ctx).context("cannot work out where the database is from the config")?;
         // Every schema command either only reads or, under --dry-run, is told to write nothing:
         // so it runs even under --dry-run, and prints the statements it would execute.
-        self.command_for(ctx, &config)?.run_now()
+        let mut cmd = self.command_for(ctx, &config)?;
+        if config.uses_gateway() && !matches!(self.command, SchemaCommand::Plan { offline: true, .. }) {
+            for (key, value) in gateway_credentials(ctx)? {
+                cmd = cmd.hidden_env(key, value);
+            }
+            // No session token or profile of the user's shell may join the local key pair.
+            cmd = cmd.env_remove("AWS_SESSION_TOKEN").env_remove("AWS_PROFILE");
+        }
+        cmd.run_now()
     }
 
     /// The `tdsql-ops schema ...` command line for this profile.
@@ -108,11 +116,11 @@ impl SchemaArgs {
         let mut args = vec!["schema".to_owned()];
         if let SchemaCommand::Plan { offline: true, .. } = self.command {
             // Nothing to connect to: only the dialect and the version rows' db_name matter.
-            let dialect = if config.dsql.backend == Backend::Postgres { "postgres" } else { "dsql" };
+            let dialect = if config.is_local() && !config.uses_gateway() { "postgres" } else { "dsql" };
             let database = self.connection.database.clone().unwrap_or_else(|| config.dsql.database.clone());
             args.extend(["--dialect".to_owned(), dialect.to_owned(), "--db-name".to_owned(), database]);
         } else {
-            args.extend(self.connection.to_args(config)?);
+            args.extend(self.connection.to_args(config, &config::generated_dir(ctx))?);
         }
         if ctx.verbose > 0 {
             args.push("--verbose".to_owned());
@@ -163,9 +171,39 @@ impl SchemaArgs {
     }
 }
 
+/// The local key pair (`generated/dsql-local/keypair.env`, written by `config render`) as the AWS
+/// credentials tdsql-ops signs the gateway's IAM tokens with; the variables of the user's shell
+/// would sign for another identity. A dry run without a render plans without them.
+fn gateway_credentials(ctx: &Context) -> Result<Vec<(String, String)>> {
+    let path = config::generated_dir(ctx).join(tdsql_config_renderer::render::LOCAL_KEYPAIR_ENV);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(_) if ctx.dry_run => return Ok(Vec::new()),
+        Err(err) => bail!(
+            "cannot read the local key pair {} ({err}): run `cargo xtask config render` (or `cargo xtask up`), \
+             which creates it",
+            path.display()
+        ),
+    };
+    let vars: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .filter(|(key, _)| matches!(key.trim(), "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY"))
+        .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
+        .collect();
+    if vars.len() != 2 {
+        bail!(
+            "{} lacks AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY: delete it and run `cargo xtask config render` to \
+             make a new key pair (then `cargo xtask restart`)",
+            path.display()
+        );
+    }
+    Ok(vars)
+}
+
 impl ConnectionArgs {
     /// The connection flags of `tdsql-ops schema`, flags first, then the profile's configuration.
-    fn to_args(&self, config: &Config) -> Result<Vec<String>> {
+    fn to_args(&self, config: &Config, generated: &std::path::Path) -> Result<Vec<String>> {
         let mut args = Vec::new();
         let mut flag = |name: &str, value: String| {
             args.push(format!("--{name}"));
@@ -173,6 +211,18 @@ impl ConnectionArgs {
         };
         let database = self.database.clone().unwrap_or_else(|| config.dsql.database.clone());
         match config.dsql.backend {
+            // The local profile's DSQL path: the gateway on the host's loopback, its name in the
+            // certificate and the token (`localhost`), the local CA, tokens signed with the local
+            // key pair (handed to tdsql-ops as AWS credentials by `gateway_credentials`).
+            Backend::Postgres if config.uses_gateway() => {
+                flag("dialect", "dsql".to_owned());
+                flag("endpoint", self.endpoint.clone().unwrap_or_else(|| "localhost".to_owned()));
+                flag("region", self.region.clone().unwrap_or_else(|| config.project.region.clone()));
+                flag("port", self.port.unwrap_or(config.local.gateway.port).to_string());
+                flag("user", self.user.clone().unwrap_or_else(|| config.dsql.user.clone()));
+                let ca = generated.join(tdsql_config_renderer::render::GATEWAY_PKI_DIR).join("ca.crt");
+                flag("ca-file", ca.display().to_string());
+            }
             Backend::Postgres => {
                 flag("dialect", "postgres".to_owned());
                 flag("endpoint", self.endpoint.clone().unwrap_or_else(|| "127.0.0.1".to_owned()));

@@ -164,8 +164,8 @@ fn a_real_run_without_docker_stops_at_preflight_naming_what_is_missing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot start profile `local`: docker CLI, docker engine"), "{stderr}");
-    assert!(stderr.contains("[2/9] preflight: failed"), "{stderr}");
-    assert!(!stderr.contains("[3/9]"), "nothing runs after preflight: {stderr}");
+    assert!(stderr.contains("[2/10] preflight: failed"), "{stderr}");
+    assert!(!stderr.contains("[3/10]"), "nothing runs after preflight: {stderr}");
 }
 
 #[test]

@@ -23,6 +23,8 @@ pub(crate) struct PublishedPorts {
     pub(crate) elasticsearch: u16,
     /// The local profile's PostgreSQL stand-in.
     pub(crate) postgres: Option<u16>,
+    /// The local profile's dsql-local gateway.
+    pub(crate) gateway: Option<u16>,
 }
 
 impl PublishedPorts {
@@ -39,6 +41,9 @@ impl PublishedPorts {
         ];
         if let Some(port) = self.postgres {
             ports.push(("PostgreSQL", port));
+        }
+        if let Some(port) = self.gateway {
+            ports.push(("dsql-local gateway", port));
         }
         ports
     }
@@ -88,6 +93,7 @@ impl StackSettings {
             alloy: ALLOY_PORT,
             elasticsearch: config.elasticsearch.port,
             postgres: local.then_some(config.local.postgres_port),
+            gateway: config.uses_gateway().then_some(config.local.gateway.port),
         };
         Ok(Self {
             ports,

@@ -45,7 +45,7 @@ impl UpArgs {
     pub(crate) fn run(self, ctx: &Context) -> Result<()> {
         let stack = Stack::new(ctx);
         let local = ctx.profile.name == "local";
-        let mut progress = Progress::new(ctx, if local { 9 } else { 8 });
+        let mut progress = Progress::new(ctx, if local { 10 } else { 8 });
 
         let mut settings = progress.stage("config", Output::Quiet, || {
             let settings = StackSettings::load_before_infra(ctx)?;
@@ -84,6 +84,14 @@ impl UpArgs {
         }
 
         let image = progress.stage("build", Output::Streams, || build_stage(ctx, &settings))?;
+        if settings.config.uses_gateway() {
+            progress.stage("gateway image", Output::Streams, || gateway_image_stage(ctx))?;
+        } else if local {
+            progress.skip(
+                "gateway image",
+                "local.gateway.enabled is false: Temporal talks to PostgreSQL directly",
+            );
+        }
 
         let password = progress.stage("render", Output::Quiet, || {
             if ctx.dry_run && needs_infra {
@@ -98,7 +106,17 @@ impl UpArgs {
             Ok((password, format!("{} files in profiles/{}/generated/", files.len(), ctx.profile.name)))
         })?;
 
-        if local {
+        if local && settings.config.uses_gateway() {
+            // The schema goes through the gateway in the DSQL dialect, as on a real cluster.
+            progress.stage("dsql-local", Output::Streams, || {
+                stack
+                    .compose(Some(&password))
+                    .args(["up", "--detach", "--wait", "postgresql", "dsql-local"])
+                    .run(ctx)?;
+                let port = settings.config.local.gateway.port;
+                Ok(((), format!("{DSQL_SEMANTICS}, healthy on 127.0.0.1:{port}")))
+            })?;
+        } else if local {
             progress.stage("postgresql", Output::Streams, || {
                 stack.compose(Some(&password)).args(["up", "--detach", "--wait", "postgresql"]).run(ctx)?;
                 let port = settings.ports.postgres.unwrap_or_default();
@@ -196,6 +214,30 @@ fn build_stage(ctx: &Context, settings: &StackSettings) -> Result<(String, Strin
     Ok((image, format!("built, {why}")))
 }
 
+/// The gateway's image for this repository's commit, built when the engine lacks it or the
+/// sources it is built from have local changes.
+fn gateway_image_stage(ctx: &Context) -> Result<((), String)> {
+    if ctx.dry_run {
+        // The plan does not depend on this checkout's commit or on what the engine holds.
+        xtask(ctx, ["build", "--image", "dsql-local"]).run(ctx)?;
+        return Ok(((), "a real run builds it when the engine lacks this commit's image".to_owned()));
+    }
+    let image = match build::gateway_image(ctx) {
+        Ok(image) => image,
+        Err(err) => return Err(err.context("cannot tell which gateway image this checkout needs")),
+    };
+    if !image.needs_build {
+        return Ok(((), format!("{} is present", image.reference)));
+    }
+    xtask(ctx, ["build", "--image", "dsql-local"]).run(ctx)?;
+    let why =
+        if image.revision.dirty { "the checkout has local changes" } else { "it was not in the engine" };
+    Ok(((), format!("{} built, {why}", image.reference)))
+}
+
+/// What the local profile's readiness report says about its database.
+const DSQL_SEMANTICS: &str = "DSQL semantics: dsql-local in front of PostgreSQL 16";
+
 /// The doctor's checks plus free host ports. A real run stops at the first problem; a dry run
 /// notes what a real run would stop on and plans the rest.
 fn preflight(
@@ -286,13 +328,28 @@ fn readiness(ctx: &Context, stack: &Stack, settings: &StackSettings) -> Result<(
         .args(["exec", "-T", "elasticsearch", "curl", "-sf", "-o", "/dev/null"])
         .arg(&index_url);
 
+    let gateway = stack.compose(None).args([
+        "exec",
+        "-T",
+        "dsql-local",
+        "/usr/local/bin/tdsql-dsql-local",
+        "probe",
+        "--addr",
+        "127.0.0.1:5432",
+    ]);
+
     if ctx.dry_run {
         health.run(ctx)?;
         describe.run(ctx)?;
         println!("# when `describe` fails:");
         create.run(ctx)?;
         index.run(ctx)?;
-        return Ok(((), "frontend SERVING, namespace default, visibility index present".to_owned()));
+        let mut report = "frontend SERVING, namespace default, visibility index present".to_owned();
+        if settings.config.uses_gateway() {
+            gateway.run(ctx)?;
+            report.push_str(&format!("; {DSQL_SEMANTICS}"));
+        }
+        return Ok(((), report));
     }
 
     let started = Instant::now();
@@ -325,7 +382,14 @@ fn readiness(ctx: &Context, stack: &Stack, settings: &StackSettings) -> Result<(
             settings.es_index
         );
     }
-    Ok(((), format!("frontend SERVING, {namespace}, visibility index {} present", settings.es_index)))
+    let mut report = format!("frontend SERVING, {namespace}, visibility index {} present", settings.es_index);
+    if settings.config.uses_gateway() {
+        if !gateway.probe(ctx)?.status.success() {
+            bail!("the dsql-local gateway does not answer: see `cargo xtask logs dsql-local --tail 100`");
+        }
+        report.push_str(&format!("; {DSQL_SEMANTICS}"));
+    }
+    Ok(((), report))
 }
 
 fn print_urls(ctx: &Context, settings: &StackSettings) {
@@ -350,8 +414,18 @@ fn print_urls(ctx: &Context, settings: &StackSettings) {
         format!("Alloy              http://localhost:{}", p.alloy),
         format!("Elasticsearch      http://localhost:{}", p.elasticsearch),
     ];
+    if settings.config.uses_gateway() {
+        let gateway = &settings.config.local.gateway;
+        lines.push(format!(
+            "dsql-local         localhost:{} (TLS verify-full, CA profiles/{}/generated/dsql-local/pki/ca.crt; user admin, \
+             password: an IAM token, `cargo xtask dsql-local token` with the key pair of generated/dsql-local/keypair.env)",
+            gateway.port, ctx.profile.name
+        ));
+    }
     if let Some(port) = p.postgres {
-        lines.push(format!("PostgreSQL         postgres://admin@127.0.0.1:{port}/postgres"));
+        lines.push(format!(
+            "PostgreSQL         postgres://admin@127.0.0.1:{port}/postgres (directly, without DSQL's rules)"
+        ));
     }
     let xtask = if ctx.profile.name == "local" {
         "cargo xtask".to_owned()
