@@ -13,7 +13,7 @@ use tdsql_config_renderer::{Backend, Config};
 
 use crate::context::Context;
 use crate::exec::Cmd;
-use crate::{config, ops};
+use crate::{config, ops, paths};
 
 /// Where the schema lives; every flag defaults to the profile's configuration.
 #[derive(Debug, Default, Args)]
@@ -120,7 +120,10 @@ impl SchemaArgs {
             let database = self.connection.database.clone().unwrap_or_else(|| config.dsql.database.clone());
             args.extend(["--dialect".to_owned(), dialect.to_owned(), "--db-name".to_owned(), database]);
         } else {
-            args.extend(self.connection.to_args(config, &config::generated_dir(ctx))?);
+            // Relative to the repository root, where tdsql-ops runs (and plans read the same anywhere).
+            let generated = config::generated_dir(ctx);
+            let generated = generated.strip_prefix(paths::project_root()).unwrap_or(&generated);
+            args.extend(self.connection.to_args(config, generated)?);
         }
         if ctx.verbose > 0 {
             args.push("--verbose".to_owned());
