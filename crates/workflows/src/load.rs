@@ -966,15 +966,18 @@ impl Latency {
     }
 }
 
-fn per_second(count: u64, window: Duration) -> f64 {
+/// Events per second over `window` (0 for an empty window); the report's rates.
+pub(crate) fn per_second(count: u64, window: Duration) -> f64 {
     if window.is_zero() { 0.0 } else { count as f64 / window.as_secs_f64() }
 }
 
-fn ms(d: Duration) -> f64 {
+/// Milliseconds, rounded to microseconds, as the reports print them.
+pub(crate) fn ms(d: Duration) -> f64 {
     round3(d.as_secs_f64() * 1000.0)
 }
 
-fn round3(x: f64) -> f64 {
+/// Rounded to three decimals.
+pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 

@@ -11,6 +11,7 @@
 //! (any family of it seen), a missing counter reads as zero; a group with no family at all (the
 //! plugin's families on a server without the plugin) is absent as a whole.
 
+use crate::load::{ms, per_second, round3};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -702,18 +703,6 @@ impl PersistenceThresholds {
         .filter_map(|(flag, value)| value.map(|_| flag))
         .collect()
     }
-}
-
-fn per_second(count: u64, window: Duration) -> f64 {
-    if window.is_zero() { 0.0 } else { count as f64 / window.as_secs_f64() }
-}
-
-fn ms(d: Duration) -> f64 {
-    round3(d.as_secs_f64() * 1000.0)
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 #[cfg(test)]
