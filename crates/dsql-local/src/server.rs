@@ -213,7 +213,7 @@ const BOOTSTRAP: &str = "BEGIN; \
     CREATE TABLE IF NOT EXISTS sys.jobs (job_id text PRIMARY KEY, status text NOT NULL, details text, \
       job_type text NOT NULL, class_id oid, object_id oid, object_name text, \
       start_time timestamptz NOT NULL DEFAULT now(), update_time timestamptz NOT NULL DEFAULT now()); \
-    DROP FUNCTION IF EXISTS sys.wait_for_job(text); \
+    DROP ROUTINE IF EXISTS sys.wait_for_job(text); \
     CREATE OR REPLACE PROCEDURE sys.wait_for_job(job text) LANGUAGE plpgsql AS $$ \
       DECLARE job_row sys.jobs%ROWTYPE; \
       BEGIN \

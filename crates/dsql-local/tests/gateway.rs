@@ -245,6 +245,22 @@ async fn async_indexes_return_a_job_that_sys_jobs_and_wait_for_job_know() {
     assert_eq!(code, "22P02");
 }
 
+#[tokio::test]
+async fn a_gateway_restarted_in_front_of_a_prepared_database_starts_and_keeps_its_jobs() {
+    let first = gateway("restart").await;
+    let client = first.connect().await;
+    client.simple_query("CREATE TABLE rs (id int PRIMARY KEY, v text)").await.unwrap();
+    let job_id: String = client.query_one("CREATE INDEX ASYNC rs_v ON rs (v)", &[]).await.unwrap().get(0);
+    drop(client);
+    // A second bootstrap meets the procedure the first one made (a restarted container does).
+    let second =
+        first.another().await.unwrap_or_else(|e| panic!("a second gateway on the same database: {e:#}"));
+    let client = second.connect().await;
+    client.simple_query(&format!("CALL sys.wait_for_job('{job_id}')")).await.unwrap();
+    let (code, _) = db_error(client.simple_query("SELECT sys.wait_for_job('x'::text)").await);
+    assert_eq!(code, "42809", "still a procedure after the second bootstrap");
+}
+
 /// Runs `f` and fails when it takes longer than a step that never waits may take.
 async fn quick<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     let started = Instant::now();

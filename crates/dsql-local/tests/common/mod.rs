@@ -24,6 +24,10 @@ pub struct TestGateway {
     /// The upstream database, for checks behind the gateway's back.
     pub upstream: tokio_postgres::Config,
     pub tls: rustls::ClientConfig,
+    /// The gateway's settings, for another gateway in front of the same database.
+    pub url: String,
+    pub pki: certs::PkiPaths,
+    pub names: Vec<String>,
 }
 
 fn pki_dir(label: &str) -> PathBuf {
@@ -61,7 +65,7 @@ pub async fn gateway_with(label: &str, limits: ConnectionLimits, txn: TxnLimits)
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream: UpstreamConfig::from_url(&url).expect("upstream URL"),
         region: REGION.to_owned(),
-        hosts: names,
+        hosts: names.clone(),
         keys: KeyPair::new(ACCESS_KEY_ID, SECRET),
         tls,
         limits,
@@ -69,7 +73,15 @@ pub async fn gateway_with(label: &str, limits: ConnectionLimits, txn: TxnLimits)
     };
     let gateway = Gateway::bind(config).await.expect("the gateway starts");
     let client_tls = certs::client_tls_config(&paths.ca_cert).expect("client TLS config");
-    TestGateway { handle: gateway.spawn(), ca: paths.ca_cert, upstream, tls: client_tls }
+    TestGateway {
+        handle: gateway.spawn(),
+        ca: paths.ca_cert.clone(),
+        upstream,
+        tls: client_tls,
+        url,
+        pki: paths,
+        names,
+    }
 }
 
 /// A gateway with DSQL's limits.
@@ -107,6 +119,33 @@ pub async fn sdk_token(
 }
 
 impl TestGateway {
+    /// Another gateway with DSQL's limits in front of the same database, as after a restart.
+    ///
+    /// # Errors
+    /// The second gateway could not prepare the database.
+    pub async fn another(&self) -> Result<TestGateway, tdsql_dsql_local::GatewayError> {
+        let config = GatewayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            upstream: UpstreamConfig::from_url(&self.url).expect("upstream URL"),
+            region: REGION.to_owned(),
+            hosts: self.names.clone(),
+            keys: KeyPair::new(ACCESS_KEY_ID, SECRET),
+            tls: certs::server_tls_config(&self.pki).expect("server TLS config"),
+            limits: ConnectionLimits::default(),
+            txn: TxnLimits::default(),
+        };
+        let gateway = Gateway::bind(config).await?;
+        Ok(TestGateway {
+            handle: gateway.spawn(),
+            ca: self.ca.clone(),
+            upstream: self.upstream.clone(),
+            tls: self.tls.clone(),
+            url: self.url.clone(),
+            pki: self.pki.clone(),
+            names: self.names.clone(),
+        })
+    }
+
     pub fn port(&self) -> u16 {
         self.handle.addr.port()
     }
