@@ -1,7 +1,8 @@
 //! What the gateway costs, in one run against the harness's PostgreSQL: a read-only workload
 //! (pgbench's select-only: one primary-key lookup per transaction) directly and through the
-//! gateway, by the extended and the simple protocol; the connect time (TLS, token check and the
-//! upstream login); the gateway's memory per idle connection (a separate gateway process, RSS).
+//! gateway, by the extended and the simple protocol; the connect time (TLS and the token check; the
+//! upstream login comes from the gateway's spares); the gateway's memory per idle connection (a
+//! separate gateway process, RSS).
 //!
 //! `cargo bench -p tdsql-dsql-local --bench gateway` with the harness's services
 //! (`cargo xtask test --serve`). `BENCH_SECS` (default 10) sets each run's length, `BENCH_CLIENTS`
@@ -191,7 +192,7 @@ async fn main() {
     connects.sort_unstable();
     direct_connects.sort_unstable();
     println!(
-        "connect through the gateway (TLS + token check + upstream login): median {:?}, p99 {:?}; direct (SCRAM, no TLS): median {:?}",
+        "connect through the gateway (TLS + token check; the upstream login is a spare made ahead): median {:?}, p99 {:?}; direct (SCRAM, no TLS): median {:?}",
         percentile(&connects, 0.5),
         percentile(&connects, 0.99),
         percentile(&direct_connects, 0.5)

@@ -70,6 +70,10 @@
 //!   sessions run as the upstream role the gateway logs in with.
 //! - Server parameters (`server_version`, planner, functions) are the upstream PostgreSQL's
 //!   (16 in compose, 15 in this repository's tests); DSQL reports 16.15.
+//! - The gateway keeps a few upstream logins ready ([`UpstreamConfig::spares`], 2 by default)
+//!   and sets a client's startup parameters on the one it takes, so a connect costs the TLS
+//!   handshake and the token check rather than a SCRAM login; those idle logins show in
+//!   `pg_stat_activity` as `application_name = 'dsql-local'`.
 //! - There is no cluster wake-up, no storage quota, no count limits (tables, indexes, columns)
 //!   and no key-size limit; those are refused by DSQL only.
 
@@ -86,4 +90,6 @@ mod session;
 pub mod wire;
 
 pub use errors::{Severity, SqlError};
-pub use server::{Gateway, GatewayConfig, GatewayError, GatewayHandle, TxnLimits, UpstreamConfig};
+pub use server::{
+    DEFAULT_SPARES, Gateway, GatewayConfig, GatewayError, GatewayHandle, TxnLimits, UpstreamConfig,
+};

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::{BufMut as _, BytesMut};
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -38,6 +38,9 @@ pub struct UpstreamConfig {
     pub password: Option<String>,
     /// The database every client's `postgres` maps to.
     pub database: String,
+    /// Logged-in connections kept ready, so that a client's connect skips the upstream login
+    /// (a SCRAM exchange costs milliseconds); 0 logs in for each client.
+    pub spares: usize,
 }
 
 impl std::fmt::Debug for UpstreamConfig {
@@ -48,6 +51,7 @@ impl std::fmt::Debug for UpstreamConfig {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("database", &self.database)
+            .field("spares", &self.spares)
             .finish()
     }
 }
@@ -76,9 +80,13 @@ impl UpstreamConfig {
             database: config.get_dbname().unwrap_or(&user).to_owned(),
             password: config.get_password().map(|p| String::from_utf8_lossy(p).into_owned()),
             user,
+            spares: DEFAULT_SPARES,
         })
     }
 }
+
+/// Spare upstream connections a gateway keeps by default.
+pub const DEFAULT_SPARES: usize = 2;
 
 /// Per-transaction limits and the conflict wait.
 #[derive(Debug, Clone)]
@@ -204,6 +212,22 @@ pub struct Gateway {
     shared: Arc<Shared>,
     admission: Admission,
     verifier: Arc<TokenVerifier>,
+    spares: Spares,
+}
+
+/// Upstream connections logged in ahead of the clients that will take them.
+#[derive(Default)]
+struct Spares {
+    ready: std::sync::Mutex<Vec<Upstream>>,
+    /// Logins under way, so that refills never overshoot the target.
+    opening: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Debug for Spares {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ready = self.ready.lock().map_or(0, |r| r.len());
+        f.debug_struct("Spares").field("ready", &ready).field("opening", &self.opening).finish()
+    }
 }
 
 /// The schema DSQL has and PostgreSQL lacks: `sys.jobs` and `sys.wait_for_job`.
@@ -245,7 +269,14 @@ impl Gateway {
             txn: config.txn.clone(),
             jobs: AtomicU64::new(0),
         });
-        Ok(Self { listener, admission, config: Arc::new(config), shared, verifier })
+        Ok(Self {
+            listener,
+            admission,
+            config: Arc::new(config),
+            shared,
+            verifier,
+            spares: Spares::default(),
+        })
     }
 
     /// The address it listens on.
@@ -266,6 +297,7 @@ impl Gateway {
     /// Accepts connections until the task is dropped; every connection runs on a task of its own.
     pub async fn serve(self) {
         let gateway = Arc::new(self);
+        gateway.refill_spares();
         loop {
             let (stream, peer) = match gateway.listener.accept().await {
                 Ok(accepted) => accepted,
@@ -293,7 +325,64 @@ impl Gateway {
         GatewayHandle { addr, metrics, task: tokio::spawn(self.serve()) }
     }
 
-    async fn connection(&self, mut tcp: TcpStream) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// Starts logins until ready and opening spares reach the target. Each login is a task of its
+    /// own that ends with it, so a stopped gateway leaves none behind.
+    fn refill_spares(self: &Arc<Self>) {
+        let target = self.config.upstream.spares;
+        loop {
+            let ready = self.spares.ready.lock().map_or(target, |r| r.len());
+            let opening = self.spares.opening.load(Ordering::Acquire);
+            if ready + opening >= target {
+                return;
+            }
+            if self
+                .spares
+                .opening
+                .compare_exchange(opening, opening + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                continue;
+            }
+            let gateway = self.clone();
+            tokio::spawn(async move {
+                let login = connect_upstream(&gateway.config.upstream, &[], &gateway.config.txn).await;
+                match login {
+                    Ok(upstream) => {
+                        if let Ok(mut ready) = gateway.spares.ready.lock() {
+                            ready.push(upstream);
+                        }
+                    }
+                    // The next client logs in itself and reports the failure.
+                    Err(error) => tracing::debug!(%error, "spare upstream login failed"),
+                }
+                gateway.spares.opening.fetch_sub(1, Ordering::AcqRel);
+            });
+        }
+    }
+
+    /// The upstream connection for a client: a spare set to the client's parameters, else a
+    /// fresh login with them.
+    async fn upstream_for(self: &Arc<Self>, passed: &[(&str, &str)]) -> Result<Upstream, GatewayError> {
+        loop {
+            let spare = self.spares.ready.lock().ok().and_then(|mut ready| ready.pop());
+            let Some(mut spare) = spare else { break };
+            self.refill_spares();
+            // Anything readable on an idle connection (EOF, a FATAL from a terminated backend)
+            // means it is gone.
+            if spare.framed.next().now_or_never().is_some() {
+                continue;
+            }
+            if adapt_parameters(&mut spare, passed).await.is_ok() {
+                return Ok(spare);
+            }
+        }
+        connect_upstream(&self.config.upstream, passed, &self.config.txn).await
+    }
+
+    async fn connection(
+        self: &Arc<Self>,
+        mut tcp: TcpStream,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let accepted = Instant::now();
         let packet = timeout(STARTUP_TIMEOUT, wire::read_startup(&mut tcp)).await??;
         let packet = match packet {
@@ -387,7 +476,7 @@ impl Gateway {
             })
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let upstream = match connect_upstream(&self.config.upstream, &passed, &self.config.txn).await {
+        let upstream = match self.upstream_for(&passed).await {
             Ok(upstream) => upstream,
             Err(error) => {
                 self.shared.metrics.connection_refused("upstream");
@@ -633,10 +722,38 @@ async fn send_password(framed: &mut Framed<TcpStream, FrameCodec>, password: &[u
     framed.send(Frame::new(b'p', body.freeze())).await
 }
 
+/// Sets a spare's session parameters to what the client's startup asked for (a spare logged in
+/// with the defaults [`connect_upstream`] uses), updating the values the client will be told.
+async fn adapt_parameters(upstream: &mut Upstream, passed: &[(&str, &str)]) -> Result<(), String> {
+    let mut sql = String::new();
+    for (name, value) in passed {
+        let current = upstream.parameters.iter().find(|(k, _)| k.eq_ignore_ascii_case(name));
+        if current.is_none_or(|(_, v)| v != value) {
+            // Names come from the gateway's own list of passed parameters, never from the client.
+            sql.push_str(&format!("SET \"{name}\" TO '{}';", value.replace('\'', "''")));
+        }
+    }
+    if sql.is_empty() {
+        return Ok(());
+    }
+    for (name, value) in simple_query(&mut upstream.framed, &sql).await? {
+        match upstream.parameters.iter_mut().find(|(k, _)| *k == name) {
+            Some(entry) => entry.1 = value,
+            None => upstream.parameters.push((name, value)),
+        }
+    }
+    Ok(())
+}
+
 /// Runs `sql` as a simple Query and waits for ReadyForQuery; an error's message is the `Err`.
-async fn simple_query(framed: &mut Framed<TcpStream, FrameCodec>, sql: &str) -> Result<(), String> {
+/// Returns the parameters the server reported as changed.
+async fn simple_query(
+    framed: &mut Framed<TcpStream, FrameCodec>,
+    sql: &str,
+) -> Result<Vec<(String, String)>, String> {
     framed.send(wire::query(sql)).await.map_err(|e| e.to_string())?;
     let mut failure = None;
+    let mut changed = Vec::new();
     loop {
         match framed.next().await {
             None => return Err("closed the connection".to_owned()),
@@ -644,7 +761,13 @@ async fn simple_query(framed: &mut Framed<TcpStream, FrameCodec>, sql: &str) -> 
             Some(Ok(frame)) if frame.tag == b'E' => {
                 failure = Some(wire::ErrorFields::read(&frame.body).message);
             }
-            Some(Ok(frame)) if frame.tag == b'Z' => return failure.map_or(Ok(()), Err),
+            Some(Ok(frame)) if frame.tag == b'S' => {
+                let mut r = BodyReader::new(b'S', frame.body.clone());
+                if let (Ok(name), Ok(value)) = (r.cstr(), r.cstr()) {
+                    changed.push((name, value));
+                }
+            }
+            Some(Ok(frame)) if frame.tag == b'Z' => return failure.map_or(Ok(changed), Err),
             Some(Ok(_)) => {}
         }
     }

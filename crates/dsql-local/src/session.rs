@@ -251,11 +251,15 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
             Upstream(Option<Result<Frame, WireError>>),
             Deadline,
         }
+        // One timer for the whole session: a new one per event would cost a timer-wheel insert
+        // and removal per message.
+        let lifetime = tokio::time::sleep_until(deadline);
+        tokio::pin!(lifetime);
         loop {
             let blocked = self.blocked();
             let event = tokio::select! {
                 biased;
-                () = tokio::time::sleep_until(deadline) => Event::Deadline,
+                () = &mut lifetime => Event::Deadline,
                 frame = self.upstream.next() => Event::Upstream(frame),
                 frame = self.client.next(), if !blocked => Event::Client(frame),
             };

@@ -261,6 +261,57 @@ async fn a_gateway_restarted_in_front_of_a_prepared_database_starts_and_keeps_it
     assert_eq!(code, "42809", "still a procedure after the second bootstrap");
 }
 
+/// Waits until the gateway holds `n` idle spare logins (application_name `dsql-local`).
+async fn spares_ready(gw: &common::TestGateway, n: i64) -> Vec<i32> {
+    let upstream = gw.upstream().await;
+    for _ in 0..200 {
+        let pids: Vec<i32> = upstream
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = 'dsql-local' AND state = 'idle' ORDER BY pid",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if i64::try_from(pids.len()).unwrap() >= n {
+            return pids;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the gateway never held {n} spare upstream logins");
+}
+
+#[tokio::test]
+async fn a_client_gets_a_spare_login_set_to_its_startup_parameters_and_a_dead_spare_is_skipped() {
+    let gw = gateway("spares").await;
+    let spares = spares_ready(&gw, 2).await;
+    // A client that names itself takes a spare: the backend is one of those logged in before.
+    let token = common::sdk_token(common::HOST, common::REGION, true, common::SECRET, 900).await;
+    let mut config = gw.config("admin", &token);
+    config.application_name("spare-taker");
+    let client = gw.try_connect(config.clone()).await.unwrap();
+    let row =
+        client.query_one("SELECT pg_backend_pid(), current_setting('application_name')", &[]).await.unwrap();
+    let (pid, name): (i32, String) = (row.get(0), row.get(1));
+    assert!(spares.contains(&pid), "backend {pid} is not one of the spares {spares:?}");
+    assert_eq!(name, "spare-taker", "the client's application_name reached the spare");
+    // The spare was replaced; killing every spare behind the gateway's back leaves clients
+    // connecting all the same (the dead ones are skipped).
+    let spares = spares_ready(&gw, 2).await;
+    let upstream = gw.upstream().await;
+    for pid in &spares {
+        upstream.execute("SELECT pg_terminate_backend($1)", &[pid]).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let client =
+        gw.try_connect(config).await.unwrap_or_else(|e| panic!("after the spares died: {}", describe(&e)));
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    assert!(!spares.contains(&pid), "a terminated spare ({pid}) was handed out");
+}
+
 /// Runs `f` and fails when it takes longer than a step that never waits may take.
 async fn quick<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     let started = Instant::now();

@@ -139,6 +139,9 @@ struct ServeArgs {
     /// How long a row lock may be waited for before it counts as a conflict, e.g. 10ms
     #[arg(long, default_value = "10ms", value_parser = parse_duration, env = "DSQL_LOCAL_LOCK_TIMEOUT")]
     lock_timeout: Duration,
+    /// Upstream connections kept logged in, so that a client's connect skips the upstream login
+    #[arg(long, default_value_t = tdsql_dsql_local::DEFAULT_SPARES, env = "DSQL_LOCAL_SPARES")]
+    spares: usize,
 }
 
 #[derive(Debug, Args)]
@@ -245,8 +248,9 @@ fn serve(args: ServeArgs) -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let keys = args.keys.key_pair()?;
-    let upstream =
+    let mut upstream =
         UpstreamConfig::from_url(&args.upstream).context("--upstream is not a usable PostgreSQL URL")?;
+    upstream.spares = args.spares;
     let limits = ConnectionLimits {
         rate_per_sec: args.rate,
         burst: args.burst,
