@@ -1,8 +1,9 @@
 //! What the gateway costs, in one run against the harness's PostgreSQL: a read-only workload
 //! (pgbench's select-only: one primary-key lookup per transaction) directly and through the
-//! gateway, by the extended and the simple protocol; the connect time (TLS and the token check; the
-//! upstream login comes from the gateway's spares); the gateway's memory per idle connection (a
-//! separate gateway process, RSS).
+//! gateway, by the extended and the simple protocol, with `BENCH_CLIENTS` connections (throughput)
+//! and with one (latency); the gateway's CPU time per query; the connect time (TLS and the token
+//! check; the upstream login comes from the gateway's spares); the gateway's memory per idle
+//! connection. The gateway runs as a process of its own, as in compose.
 //!
 //! `cargo bench -p tdsql-dsql-local --bench gateway` with the harness's services
 //! (`cargo xtask test --serve`). `BENCH_SECS` (default 10) sets each run's length, `BENCH_CLIENTS`
@@ -11,9 +12,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tdsql_dsql_local::auth::KeyPair;
-use tdsql_dsql_local::limits::ConnectionLimits;
-use tdsql_dsql_local::{Gateway, GatewayConfig, TxnLimits, UpstreamConfig, certs};
+use tdsql_dsql_local::certs;
 
 const KEY_ID: &str = "AKIDBENCH";
 const SECRET: &str = "bench-secret-0123456789";
@@ -106,6 +105,17 @@ async fn workload(target: &Target, clients: usize, secs: u64, simple: bool) -> (
     (all.len() as f64 / secs as f64, percentile(&all, 0.5), percentile(&all, 0.99))
 }
 
+/// CPU time (user + system) a process has used so far, from /proc.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace().collect();
+    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+    // Clock ticks are 1/100 s on Linux (sysconf(_SC_CLK_TCK) = 100 on every common architecture).
+    Duration::from_millis(ticks * 10)
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -137,46 +147,62 @@ async fn main() {
         upstream.get_dbname().unwrap()
     );
     let pki = std::env::temp_dir().join(format!("dsql-local-bench-{}", std::process::id()));
-    let names = vec!["localhost".to_owned()];
-    let (paths, _) = certs::ensure_pki(&pki, &names).unwrap();
-    let gateway = Gateway::bind(GatewayConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        upstream: UpstreamConfig::from_url(&url).unwrap(),
-        region: "us-east-1".to_owned(),
-        hosts: names.clone(),
-        keys: KeyPair::new(KEY_ID, SECRET),
-        tls: certs::server_tls_config(&paths).unwrap(),
-        limits: ConnectionLimits::default(),
-        txn: TxnLimits::default(),
-    })
-    .await
-    .unwrap();
-    let port = gateway.local_addr().port();
-    let _handle = gateway.spawn();
+    let (paths, _) = certs::ensure_pki(&pki, &["localhost".to_owned()]).unwrap();
+
+    // The gateway as it runs in compose: a process of its own (its CPU and memory are its own).
+    let binary = env!("CARGO_BIN_EXE_tdsql-dsql-local");
+    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut child = Command::new(binary)
+        .args(["serve", "--listen", &listen.to_string(), "--upstream", &url, "--access-key-id", KEY_ID])
+        .args(["--endpoint", "localhost", "--rate", "100000", "--burst", "100000"])
+        .arg("--pki-dir")
+        .arg(&pki)
+        .env("DSQL_LOCAL_SECRET_ACCESS_KEY", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let gateway_pid = child.id();
     let tls =
         tokio_postgres_rustls::MakeRustlsConnect::new(certs::client_tls_config(&paths.ca_cert).unwrap());
     let token = token().await;
     let mut through = tokio_postgres::Config::new();
-    through.host("localhost").port(port).user("admin").dbname("postgres").password(&token);
+    through.host("localhost").port(listen.port()).user("admin").dbname("postgres").password(&token);
     through.ssl_mode(tokio_postgres::config::SslMode::Require);
     let direct = Target { name: "direct", config: upstream.clone(), tls: None };
-    let gated = Target { name: "gateway", config: through.clone(), tls: Some(tls.clone()) };
+    let gated = Target { name: "gateway", config: through, tls: Some(tls) };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(listen).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
-    println!("select-only, {clients} connections, {secs} s per run (2-core machine; figures are indicative)");
+    println!(
+        "select-only, {secs} s per run (2-core machine shared by client, gateway and server; figures are indicative)"
+    );
     for simple in [false, true] {
         let protocol = if simple { "simple" } else { "extended" };
-        let (d_tps, d_p50, d_p99) = workload(&direct, clients, secs, simple).await;
-        let (g_tps, g_p50, g_p99) = workload(&gated, clients, secs, simple).await;
-        for (target, tps, p50, p99) in [(direct.name, d_tps, d_p50, d_p99), (gated.name, g_tps, g_p50, g_p99)]
-        {
-            println!("  {protocol:8} {target:8} {tps:9.0} tps  p50 {p50:>10.1?}  p99 {p99:>10.1?}");
+        for n in [clients, 1] {
+            let (d_tps, d_p50, d_p99) = workload(&direct, n, secs, simple).await;
+            let cpu_before = cpu_time(gateway_pid);
+            let (g_tps, g_p50, g_p99) = workload(&gated, n, secs, simple).await;
+            let gateway_cpu = cpu_time(gateway_pid).saturating_sub(cpu_before);
+            for (target, tps, p50, p99) in
+                [(direct.name, d_tps, d_p50, d_p99), (gated.name, g_tps, g_p50, g_p99)]
+            {
+                println!(
+                    "  {protocol:8} {n} conn {target:8} {tps:9.0} tps  p50 {p50:>10.1?}  p99 {p99:>10.1?}"
+                );
+            }
+            println!(
+                "  {protocol:8} {n} conn gateway/direct throughput {:.0} %, added p50 {:?}, added p99 {:?}, gateway CPU {:.1} µs per query",
+                100.0 * g_tps / d_tps,
+                g_p50.saturating_sub(d_p50),
+                g_p99.saturating_sub(d_p99),
+                gateway_cpu.as_secs_f64() * 1e6 / (g_tps * secs as f64)
+            );
         }
-        println!(
-            "  {protocol:8} gateway/direct throughput {:.0} %, added p50 {:?}, added p99 {:?}",
-            100.0 * g_tps / d_tps,
-            g_p50.saturating_sub(d_p50),
-            g_p99.saturating_sub(d_p99)
-        );
     }
 
     let mut connects = Vec::new();
@@ -198,42 +224,17 @@ async fn main() {
         percentile(&direct_connects, 0.5)
     );
 
-    // Memory per idle connection, in a gateway process of its own.
-    let binary = env!("CARGO_BIN_EXE_tdsql-dsql-local");
-    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let mut child = Command::new(binary)
-        .args([
-            "serve",
-            "--listen",
-            &listen.to_string(),
-            "--upstream",
-            &url,
-            "--access-key-id",
-            KEY_ID,
-            "--endpoint",
-            "localhost",
-        ])
-        .arg("--pki-dir")
-        .arg(&pki)
-        .env("DSQL_LOCAL_SECRET_ACCESS_KEY", SECRET)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut separate = tokio_postgres::Config::new();
-    separate.host("localhost").port(listen.port()).user("admin").dbname("postgres").password(&token);
-    separate.ssl_mode(tokio_postgres::config::SslMode::Require);
-    let separate = Target { name: "process", config: separate, tls: Some(tls) };
-    let warm: Vec<_> = futures_util::future::join_all((0..5).map(|_| separate.connect())).await;
-    let before = rss_kib(child.id());
+    // Memory per idle connection.
+    let warm: Vec<_> = futures_util::future::join_all((0..5).map(|_| gated.connect())).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(gateway_pid);
     let idle = 60;
     let mut held = Vec::new();
     for _ in 0..idle {
-        held.push(separate.connect().await);
+        held.push(gated.connect().await);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = rss_kib(child.id());
+    let after = rss_kib(gateway_pid);
     println!(
         "gateway process RSS {before} KiB with 5 connections, {after} KiB with {} : {:.1} KiB per idle connection",
         idle + 5,
@@ -243,4 +244,5 @@ async fn main() {
     drop(warm);
     let _ = child.kill();
     let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&pki);
 }

@@ -25,7 +25,7 @@ use std::time::Instant as StdInstant;
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Decoder as _, Framed};
 
 use crate::errors::SqlError;
 use crate::rules::{self, Kind, Probe, Statement};
@@ -268,18 +268,30 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
                 Event::Upstream(None) => return Err(SessionError::UpstreamClosed),
                 Event::Upstream(Some(frame)) => {
                     self.on_upstream(frame.map_err(SessionError::Upstream)?).await?;
-                    if self.upstream.read_buffer().is_empty() {
-                        self.client.flush().await.map_err(SessionError::ClientWrite)?;
+                    // The rest of what arrived with it, without a trip through the select.
+                    while let Some(frame) =
+                        FrameCodec.decode(self.upstream.read_buffer_mut()).map_err(SessionError::Upstream)?
+                    {
+                        self.on_upstream(frame).await?;
                     }
+                    self.client.flush().await.map_err(SessionError::ClientWrite)?;
                 }
                 Event::Client(None) => return Ok(Ending::ClientGone),
                 Event::Client(Some(frame)) => {
                     if !self.on_client(frame.map_err(SessionError::Client)?).await? {
                         return Ok(Ending::ClientGone);
                     }
-                    if self.client.read_buffer().is_empty() || self.blocked() {
-                        self.upstream.flush().await.map_err(SessionError::UpstreamWrite)?;
+                    while !self.blocked() {
+                        let Some(frame) =
+                            FrameCodec.decode(self.client.read_buffer_mut()).map_err(SessionError::Client)?
+                        else {
+                            break;
+                        };
+                        if !self.on_client(frame).await? {
+                            return Ok(Ending::ClientGone);
+                        }
                     }
+                    self.upstream.flush().await.map_err(SessionError::UpstreamWrite)?;
                 }
             }
         }
