@@ -115,6 +115,17 @@ struct Elasticsearch {
     version: String,
     url: EsUrl,
     indices: BTreeMap<String, String>,
+    /// Temporal's `client.ESAWSRequestSigningConfig` (`yaml:"aws-request-signing"`).
+    #[serde(rename = "aws-request-signing")]
+    aws_request_signing: Option<AwsRequestSigning>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AwsRequestSigning {
+    enabled: bool,
+    region: String,
+    credential_provider: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,6 +167,10 @@ fn parse(text: &str) -> ServerConfigFile {
 
 const DSQL_USER: &str =
     "[project]\nregion = \"us-east-1\"\n[dsql]\nidentifier = \"abcdefghijklmnopqrstuvwxyz\"\n";
+/// The dsql profile with visibility on an OpenSearch domain in another region than the cluster.
+const DSQL_OPENSEARCH_USER: &str = "[project]\nregion = \"us-east-1\"\n[dsql]\nidentifier = \"abcdefghijklmnopqrstuvwxyz\"\n\
+     [visibility]\nbackend = \"opensearch\"\n[opensearch]\nendpoint = \"https://search-t-abc.eu-west-1.es.amazonaws.com/\"\n\
+     region = \"eu-west-1\"\n";
 
 #[test]
 fn the_server_config_has_temporals_shape_in_every_profile() {
@@ -163,6 +178,7 @@ fn the_server_config_has_temporals_shape_in_every_profile() {
         ("local", "local", ""),
         ("dsql", "dsql", DSQL_USER),
         ("local-no-gateway", "local", "[local.gateway]\nenabled = false\n"),
+        ("dsql-opensearch", "dsql", DSQL_OPENSEARCH_USER),
     ];
     for (case, profile, user) in cases {
         let text = server_config(&config(profile, user), profile);
@@ -197,7 +213,7 @@ fn the_server_config_has_temporals_shape_in_every_profile() {
                 assert_eq!(tls.server_name.as_deref(), Some(render::GATEWAY_SERVICE));
                 assert!(sql.connect_attributes.is_none());
             }
-            "dsql" => {
+            "dsql" | "dsql-opensearch" => {
                 assert_eq!(sql.connect_addr, "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws:5432");
                 let tls = sql.tls.as_ref().expect("dsql: tls");
                 assert!(tls.enabled && tls.enable_host_verification);
@@ -213,9 +229,20 @@ fn the_server_config_has_temporals_shape_in_every_profile() {
             }
         }
         let es = &p.datastores.es_visibility.elasticsearch;
-        assert_eq!((es.version.as_str(), es.url.scheme.as_str()), ("v8", "http"));
-        assert_eq!(es.url.host, "elasticsearch:9200");
         assert_eq!(es.indices.get("visibility").map(String::as_str), Some("temporal_visibility_v1_dev"));
+        if case == "dsql-opensearch" {
+            // The domain over HTTPS, every request SigV4-signed for its region (not the cluster's).
+            assert_eq!((es.version.as_str(), es.url.scheme.as_str()), ("v7", "https"));
+            assert_eq!(es.url.host, "search-t-abc.eu-west-1.es.amazonaws.com");
+            let signing = es.aws_request_signing.as_ref().expect("opensearch: aws-request-signing");
+            assert!(signing.enabled);
+            assert_eq!(signing.region, "eu-west-1");
+            assert_eq!(signing.credential_provider, "aws-sdk-default");
+        } else {
+            assert_eq!((es.version.as_str(), es.url.scheme.as_str()), ("v8", "http"));
+            assert_eq!(es.url.host, "elasticsearch:9200");
+            assert!(es.aws_request_signing.is_none(), "{case}: the local container takes no signed requests");
+        }
         assert_eq!(y.global.membership.broadcast_address, "172.18.0.7");
         assert_eq!(
             y.services.keys().map(String::as_str).collect::<Vec<_>>(),

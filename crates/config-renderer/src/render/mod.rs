@@ -56,6 +56,9 @@ pub const LOCAL_KEYPAIR_ENV: &str = "dsql-local/keypair.env";
 pub const CONTAINER_LOCAL_CA: &str = "/etc/temporal/dsql-local/ca.crt";
 /// The gateway's image (built from this workspace).
 pub const GATEWAY_IMAGE: &str = "temporal-dsql-local:latest";
+/// The compose profile of the Elasticsearch container and its index setup job: compose.env's
+/// `COMPOSE_PROFILES` names it unless visibility is on an OpenSearch domain.
+pub const COMPOSE_PROFILE_ELASTICSEARCH: &str = "elasticsearch";
 /// Compose service name of Mimir (Grafana's Prometheus datasource).
 pub const MIMIR_SERVICE: &str = "mimir";
 /// Where the containers see `generated/temporal/`.

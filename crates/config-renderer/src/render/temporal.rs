@@ -16,8 +16,8 @@ use minijinja::{Environment, Error, ErrorKind, Output, State, UndefinedBehavior}
 use serde::Serialize;
 
 use super::{CONTAINER_CONFIG_DIR, CONTAINER_LOCAL_CA, FRONTEND_SERVICE, GATEWAY_SERVICE, yaml_str};
-use crate::error::ConfigError;
-use crate::model::{Config, Ports};
+use crate::error::{ConfigError, Problem};
+use crate::model::{Config, Ports, VisibilityBackend};
 
 /// Dynamic-config keys this renderer may emit. Each is registered in Temporal 1.29's
 /// `common/dynamicconfig` (unregistered keys are ignored with a warning, like the fork sample's
@@ -45,7 +45,7 @@ struct ServerConfig<'a> {
     log_level: &'a str,
     history_shards: u32,
     sql: SqlStore<'a>,
-    elasticsearch: Visibility<'a>,
+    visibility: VisibilityStore<'a>,
     metrics_address: String,
     ports: &'a Ports,
     frontend_address: String,
@@ -82,13 +82,19 @@ enum SqlTls {
     Off,
 }
 
-/// The `es-visibility` datastore.
+/// The `es-visibility` datastore: the Elasticsearch container, or an OpenSearch domain.
 #[derive(Debug, Serialize)]
-struct Visibility<'a> {
-    version: &'a str,
-    scheme: &'a str,
+struct VisibilityStore<'a> {
+    backend: VisibilityBackend,
+    /// `host:port` of the container, or the domain's host.
     host: String,
     index: &'a str,
+    /// Elasticsearch only (OpenSearch: `v7` over `https`, fixed in the template).
+    version: Option<&'a str>,
+    /// Elasticsearch only.
+    scheme: Option<&'a str>,
+    /// OpenSearch only: the region requests are signed for.
+    region: Option<&'a str>,
 }
 
 /// Inputs of `templates/temporal/dynamicconfig.yaml`.
@@ -186,6 +192,32 @@ pub(super) fn server_config(c: &Config, endpoint: &str, header: &str) -> Result<
         SqlTls::Off
     };
     let local_ca = matches!(tls, SqlTls::LocalCa);
+    let visibility = if c.uses_opensearch() {
+        let os = &c.opensearch;
+        let host = os.host().ok_or_else(|| {
+            ConfigError::Invalid(vec![Problem::error(
+                "opensearch.endpoint",
+                format!("`{}` is not an OpenSearch endpoint: expected https://<domain host>", os.endpoint),
+            )])
+        })?;
+        VisibilityStore {
+            backend: VisibilityBackend::Opensearch,
+            host: host.to_owned(),
+            index: &os.index,
+            version: None,
+            scheme: None,
+            region: Some(c.opensearch_region()),
+        }
+    } else {
+        VisibilityStore {
+            backend: VisibilityBackend::Elasticsearch,
+            host: format!("{}:{}", es.host, es.port),
+            index: &es.index,
+            version: Some(&es.version),
+            scheme: Some(&es.scheme),
+            region: None,
+        }
+    };
     let inputs = ServerConfig {
         header,
         log_level: &c.temporal.log_level,
@@ -202,12 +234,7 @@ pub(super) fn server_config(c: &Config, endpoint: &str, header: &str) -> Result<
             ca_file: local_ca.then_some(CONTAINER_LOCAL_CA),
             server_name: local_ca.then_some(GATEWAY_SERVICE),
         },
-        elasticsearch: Visibility {
-            version: &es.version,
-            scheme: &es.scheme,
-            host: format!("{}:{}", es.host, es.port),
-            index: &es.index,
-        },
+        visibility,
         metrics_address: format!("0.0.0.0:{}", p.metrics),
         ports: p,
         frontend_address: format!("{FRONTEND_SERVICE}:{}", p.frontend_grpc),
