@@ -175,6 +175,19 @@ fn golden_files_with_opensearch_visibility() {
     assert_eq!(file(&files, render::DYNAMIC_CONFIG), file(&plain, render::DYNAMIC_CONFIG));
 }
 
+/// Rendering checks the endpoint it needs even for a config that skipped validation.
+#[test]
+fn opensearch_without_a_usable_endpoint_does_not_render() {
+    let mut config = config("dsql");
+    config.visibility.backend = tdsql_config_renderer::VisibilityBackend::Opensearch;
+    config.opensearch.endpoint = "http://search-x.us-east-1.es.amazonaws.com".to_owned();
+    let err = render::render_all(&config, "dsql").unwrap_err().to_string();
+    assert!(
+        err.contains("opensearch.endpoint: `http://search-x.us-east-1.es.amazonaws.com` is not"),
+        "{err}"
+    );
+}
+
 /// config.toml overlays every profile: opensearch set there leaves the local profile's files as
 /// they are (its containers sign with the local key pair, which AWS does not accept).
 #[test]
