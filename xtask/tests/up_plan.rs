@@ -158,6 +158,27 @@ fn dsql_profile_with_a_cluster_links_its_cloudwatch_panels() {
     check("dsql-with-cluster", &plan);
 }
 
+/// `visibility.backend = "opensearch"`: compose.env starts no Elasticsearch, so `up` asks no
+/// Elasticsearch container for the index and lists the domain instead of the container's URL.
+#[test]
+fn dsql_profile_with_opensearch_visibility_leaves_elasticsearch_out() {
+    let plan = plan(
+        "dsql",
+        &[
+            ("TDSQL_DSQL_IDENTIFIER", "abcdefghijklmnopqrstuvwxyz"),
+            ("TDSQL_VISIBILITY_BACKEND", "opensearch"),
+            ("TDSQL_OPENSEARCH_ENDPOINT", "https://search-plan-abc123.us-east-1.es.amazonaws.com"),
+        ],
+    );
+    assert!(!plan.contains("exec -T elasticsearch"), "{plan}");
+    assert!(
+        plan.contains("OpenSearch         https://search-plan-abc123.us-east-1.es.amazonaws.com"),
+        "{plan}"
+    );
+    assert!(!plan.contains("Elasticsearch      http"), "{plan}");
+    check("dsql-opensearch", &plan);
+}
+
 #[test]
 fn a_real_run_without_docker_stops_at_preflight_naming_what_is_missing() {
     let out = pinned().arg("up").output().expect("the xtask binary runs");

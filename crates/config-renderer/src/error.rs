@@ -146,6 +146,15 @@ pub enum ConfigError {
         /// The parser's message, with line and column.
         message: String,
     },
+    /// A template of `crates/config-renderer/templates/` does not parse or render: a syntax error, a
+    /// variable its inputs do not define, or a dynamic-config key Temporal does not register.
+    #[error("{path}: {message}: fix the template and render again")]
+    Template {
+        /// The template, relative to the repository root.
+        path: &'static str,
+        /// What is wrong, with the template's line when known.
+        message: String,
+    },
 }
 
 fn list(problems: &[Problem]) -> String {

@@ -251,6 +251,16 @@ fn doc_of(key: &str) -> &'static str {
         }
         "coordination.conn_lease.table" => "its DynamoDB table; written by `cargo xtask infra apply`",
         "coordination.conn_lease.limit" => "cluster-wide connection limit",
+        "visibility.backend" => {
+            "visibility store: elasticsearch (the local container) or opensearch (an Amazon OpenSearch Service domain)"
+        }
+        "opensearch.endpoint" => {
+            "the OpenSearch domain's endpoint, https://<host> (visibility.backend = \"opensearch\")"
+        }
+        "opensearch.region" => {
+            "region of the OpenSearch domain, which requests are signed for; empty: project.region"
+        }
+        "opensearch.index" => "visibility index name in the OpenSearch domain",
         "elasticsearch.host" => "visibility store host inside the compose network",
         "elasticsearch.port" => "visibility store port",
         "elasticsearch.scheme" => "http or https",

@@ -29,8 +29,8 @@ pub use init::init_template;
 pub use load::{Entry, Loaded, Loader, check_value, parse_text};
 pub use model::{
     Arch, Backend, Build, Config, ConnLease, Coordination, Dsql, Elasticsearch, Fork, ForkSource, Infra,
-    InfraState, Local, Observability, Pool, Ports, Project, RateLimit, RateLimiter, Reservoir, StateBackend,
-    Temporal,
+    InfraState, Local, Observability, OpenSearch, Pool, Ports, Project, RateLimit, RateLimiter, Reservoir,
+    StateBackend, Temporal, Visibility, VisibilityBackend,
 };
 pub use validate::{
     CLUSTER_CONNECT_BURST, CLUSTER_CONNECT_RATE, CLUSTER_MAX_CONNECTIONS, CONNECTION_MAX_AGE, FORK_TOKEN_MAX,

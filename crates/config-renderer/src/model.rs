@@ -24,8 +24,12 @@ pub struct Config {
     pub dsql: Dsql,
     /// Optional DynamoDB-backed coordination across processes.
     pub coordination: Coordination,
-    /// The visibility store.
+    /// Which visibility store Temporal uses.
+    pub visibility: Visibility,
+    /// The local Elasticsearch container (`visibility.backend = "elasticsearch"`).
     pub elasticsearch: Elasticsearch,
+    /// An Amazon OpenSearch Service domain (`visibility.backend = "opensearch"`).
+    pub opensearch: OpenSearch,
     /// The Temporal server.
     pub temporal: Temporal,
     /// Grafana, Mimir.
@@ -346,7 +350,84 @@ impl Default for ConnLease {
     }
 }
 
-/// `[elasticsearch]`: the visibility store.
+/// Where Temporal keeps visibility (the dsql plugin serves no visibility call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum VisibilityBackend {
+    /// The profile's own Elasticsearch container ([`Elasticsearch`]).
+    #[default]
+    Elasticsearch,
+    /// An Amazon OpenSearch Service domain ([`OpenSearch`]), reached with SigV4-signed requests.
+    Opensearch,
+}
+
+impl VisibilityBackend {
+    /// `elasticsearch` or `opensearch`, as written in config.toml.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Elasticsearch => "elasticsearch",
+            Self::Opensearch => "opensearch",
+        }
+    }
+}
+
+/// `[visibility]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Visibility {
+    /// `elasticsearch` (the local container) or `opensearch` (an Amazon OpenSearch Service domain).
+    pub backend: VisibilityBackend,
+}
+
+/// `[opensearch]`: an Amazon OpenSearch Service domain, used when `visibility.backend = "opensearch"`.
+/// Temporal reaches it with its Elasticsearch client, every request signed with SigV4 from the same
+/// AWS credentials the plugin signs its IAM tokens with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct OpenSearch {
+    /// The domain's endpoint, `https://<host>` (HTTPS only).
+    pub endpoint: String,
+    /// Region of the domain, which requests are signed for; empty means `project.region`.
+    pub region: String,
+    /// Visibility index name.
+    pub index: String,
+}
+
+impl Default for OpenSearch {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            region: String::new(),
+            index: "temporal_visibility_v1_dev".to_owned(),
+        }
+    }
+}
+
+impl OpenSearch {
+    /// The host (and port, when the endpoint names one) of [`endpoint`](Self::endpoint): `None`
+    /// unless it is `https://` followed by a host, with nothing after it but an optional `/`.
+    #[must_use]
+    pub fn host(&self) -> Option<&str> {
+        let rest = self.endpoint.trim().strip_prefix("https://")?;
+        let host = rest.strip_suffix('/').unwrap_or(rest);
+        let (name, port) = host.rsplit_once(':').map_or((host, None), |(n, p)| (n, Some(p)));
+        let name_ok = !name.is_empty()
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            });
+        let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+        (name_ok && port_ok).then_some(host)
+    }
+}
+
+/// `[elasticsearch]`: the local Elasticsearch container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -598,6 +679,23 @@ impl Config {
     #[must_use]
     pub fn state_region(&self) -> &str {
         let region = self.infra.state.region.trim();
+        if region.is_empty() { self.project.region.as_str() } else { region }
+    }
+
+    /// True when visibility is on an Amazon OpenSearch Service domain (no Elasticsearch container):
+    /// `visibility.backend = "opensearch"` outside the local profile. The local profile keeps its
+    /// container whatever config.toml (which overlays every profile) says: its Temporal containers
+    /// sign requests with the local key pair, which AWS does not accept.
+    #[must_use]
+    pub fn uses_opensearch(&self) -> bool {
+        self.visibility.backend == VisibilityBackend::Opensearch && !self.is_local()
+    }
+
+    /// The region requests to the OpenSearch domain are signed for: `opensearch.region`, else
+    /// `project.region` (the DSQL cluster's).
+    #[must_use]
+    pub fn opensearch_region(&self) -> &str {
+        let region = self.opensearch.region.trim();
         if region.is_empty() { self.project.region.as_str() } else { region }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::duration::human;
 use crate::error::Problem;
-use crate::model::{Backend, Config, StateBackend};
+use crate::model::{Backend, Config, StateBackend, VisibilityBackend};
 
 /// DSQL's connection limit per cluster (default; raisable by AWS support).
 pub const CLUSTER_MAX_CONNECTIONS: u32 = 10_000;
@@ -42,6 +42,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     gateway(config, &mut out);
     ports(config, &mut out);
     infra_state(config, &mut out);
+    visibility(config, &mut out);
     out
 }
 
@@ -505,6 +506,62 @@ fn infra_state(c: &Config, out: &mut Vec<Problem>) {
     }
 }
 
+/// `[visibility]` and `[opensearch]`. The endpoint, region and index are checked whatever the
+/// backend (a bad value should not wait for the switch); the local profile keeps its Elasticsearch
+/// container, so there `opensearch` is a warning, not a missing endpoint.
+fn visibility(c: &Config, out: &mut Vec<Problem>) {
+    let os = &c.opensearch;
+    let endpoint = os.endpoint.trim();
+    if !endpoint.is_empty() && os.host().is_none() {
+        let why = if endpoint.starts_with("http://") {
+            "HTTPS only: Amazon OpenSearch Service domains enforce it and requests carry SigV4 signatures"
+        } else {
+            "expected https://<domain host>, with no path, such as https://search-temporal-abc123.eu-west-1.es.amazonaws.com"
+        };
+        out.push(Problem::error(
+            "opensearch.endpoint",
+            format!("`{endpoint}` is not an OpenSearch endpoint: {why}"),
+        ));
+    }
+    let region = os.region.trim();
+    if !region.is_empty() && !region_ok(region) {
+        out.push(Problem::error(
+            "opensearch.region",
+            format!("`{region}` is not an AWS region: expected a name such as `eu-west-1`, or empty for project.region"),
+        ));
+    }
+    if !index_ok(&os.index) {
+        out.push(Problem::error(
+            "opensearch.index",
+            format!("`{}` is not an index name: lower-case letters, digits, `_`, `-`, `.`", os.index),
+        ));
+    }
+    if c.visibility.backend != VisibilityBackend::Opensearch {
+        return;
+    }
+    if c.is_local() {
+        out.push(Problem::warning(
+            "visibility.backend",
+            "opensearch applies to the dsql profile only: the local profile keeps its Elasticsearch container \
+             (its Temporal containers sign with the local key pair, which AWS does not accept)",
+        ));
+    } else if endpoint.is_empty() {
+        out.push(Problem::error(
+            "opensearch.endpoint",
+            "is empty while visibility.backend is opensearch: set the domain's endpoint \
+             (`cargo xtask config set opensearch.endpoint https://<domain host>`), or set visibility.backend = \
+             \"elasticsearch\"",
+        ));
+    }
+}
+
+/// An Elasticsearch or OpenSearch index name as the visibility index may be called.
+fn index_ok(index: &str) -> bool {
+    !index.is_empty()
+        && index.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "_-.".contains(ch))
+        && !index.starts_with(['_', '-', '.'])
+}
+
 fn s3_bucket_name_ok(bucket: &str) -> bool {
     let edge_ok = |ch: Option<char>| ch.is_some_and(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit());
     (3..=63).contains(&bucket.len())
@@ -550,10 +607,7 @@ fn temporal(c: &Config, out: &mut Vec<Problem>) {
     if !hostname_ok(&es.host) {
         out.push(Problem::error("elasticsearch.host", format!("`{}` is not a host name", es.host)));
     }
-    let index_ok = !es.index.is_empty()
-        && es.index.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "_-.".contains(ch))
-        && !es.index.starts_with(['_', '-', '.']);
-    if !index_ok {
+    if !index_ok(&es.index) {
         out.push(Problem::error(
             "elasticsearch.index",
             format!("`{}` is not an index name: lower-case letters, digits, `_`, `-`, `.`", es.index),

@@ -164,3 +164,38 @@ fn show_masks_secrets_and_lists_every_key() {
     let shards = entries.iter().find(|e| e.key == "temporal.history_shards").unwrap();
     assert_eq!((shards.value.as_str(), shards.env_var.as_str()), ("4", "TDSQL_TEMPORAL_HISTORY_SHARDS"));
 }
+
+/// The visibility keys load, override and show like every other key.
+#[test]
+fn visibility_keys_have_origins_env_names_and_docs() {
+    let user = "[visibility]\nbackend = \"opensearch\"\n[opensearch]\nindex = \"team_visibility\"\n";
+    let endpoint = "https://search-t-abc.eu-west-1.es.amazonaws.com";
+    let loaded = Loader::new()
+        .text(
+            "[project]\nregion = \"eu-west-1\"\n[dsql]\nidentifier = \"abcdefghijklmnopqrstuvwxyz\"\n",
+            "profile.toml",
+        )
+        .unwrap()
+        .text(user, "config.toml")
+        .unwrap()
+        .env(env(&[("TDSQL_OPENSEARCH_ENDPOINT", endpoint)]))
+        .load()
+        .unwrap();
+    assert!(loaded.config.uses_opensearch());
+    assert_eq!(loaded.config.opensearch_region(), "eu-west-1");
+    assert_eq!(loaded.origin("visibility.backend"), &Origin::File { path: "config.toml".into(), line: 2 });
+    assert_eq!(loaded.origin("opensearch.index"), &Origin::File { path: "config.toml".into(), line: 4 });
+    assert_eq!(
+        loaded.origin("opensearch.endpoint"),
+        &Origin::Env { var: "TDSQL_OPENSEARCH_ENDPOINT".into() }
+    );
+    assert_eq!(loaded.origin("opensearch.region"), &Origin::Default);
+    let entries = loaded.entries();
+    let entry = |key: &str| entries.iter().find(|e| e.key == key).unwrap_or_else(|| panic!("no {key}"));
+    assert_eq!(entry("visibility.backend").value, "\"opensearch\"");
+    assert_eq!(entry("visibility.backend").env_var, "TDSQL_VISIBILITY_BACKEND");
+    assert_eq!(entry("opensearch.endpoint").value, format!("\"{endpoint}\""));
+    for key in ["visibility.backend", "opensearch.endpoint", "opensearch.region", "opensearch.index"] {
+        assert!(!entry(key).doc.is_empty(), "{key} has no doc line");
+    }
+}

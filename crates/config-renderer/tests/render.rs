@@ -139,6 +139,71 @@ fn golden_files_without_the_gateway() {
     assert!(file(&files, render::TEMPORAL_ENV).contains("\nCLUSTER_ENDPOINT=postgresql\n"));
 }
 
+/// `visibility.backend = "opensearch"` in the dsql profile: the visibility datastore is the domain,
+/// reached over HTTPS with SigV4-signed requests, and compose.env starts no Elasticsearch.
+const OPENSEARCH_USER_CONFIG: &str = r#"
+[visibility]
+backend = "opensearch"
+
+[opensearch]
+endpoint = "https://search-golden-abc123.us-east-1.es.amazonaws.com"
+index = "temporal_visibility_v1_team"
+"#;
+
+#[test]
+fn golden_files_with_opensearch_visibility() {
+    let file_path = root().join("profiles/dsql/profile.toml");
+    let config = Loader::new()
+        .file(&file_path, "profiles/dsql/profile.toml")
+        .unwrap()
+        .text(&format!("{DSQL_USER_CONFIG}{OPENSEARCH_USER_CONFIG}"), "config.toml")
+        .unwrap()
+        .load()
+        .unwrap()
+        .config;
+    let files = render::render_all(&config, "dsql").unwrap();
+    for path in [render::COMPOSE_ENV, render::TEMPORAL_ENV, render::TEMPORAL_CONFIG, render::DYNAMIC_CONFIG] {
+        let golden = root().join("crates/config-renderer/tests/golden/dsql-opensearch").join(path);
+        expect_file(&golden, file(&files, path));
+    }
+    let compose_env = file(&files, render::COMPOSE_ENV);
+    assert!(compose_env.contains("\nCOMPOSE_PROFILES=\n"), "{compose_env}");
+    assert!(file(&rendered("dsql"), render::COMPOSE_ENV).contains("\nCOMPOSE_PROFILES=elasticsearch\n"));
+    // Only visibility differs from the Elasticsearch rendering.
+    let plain = rendered("dsql");
+    assert_eq!(file(&files, render::TEMPORAL_ENV), file(&plain, render::TEMPORAL_ENV));
+    assert_eq!(file(&files, render::DYNAMIC_CONFIG), file(&plain, render::DYNAMIC_CONFIG));
+}
+
+/// Rendering checks the endpoint it needs even for a config that skipped validation.
+#[test]
+fn opensearch_without_a_usable_endpoint_does_not_render() {
+    let mut config = config("dsql");
+    config.visibility.backend = tdsql_config_renderer::VisibilityBackend::Opensearch;
+    config.opensearch.endpoint = "http://search-x.us-east-1.es.amazonaws.com".to_owned();
+    let err = render::render_all(&config, "dsql").unwrap_err().to_string();
+    assert!(
+        err.contains("opensearch.endpoint: `http://search-x.us-east-1.es.amazonaws.com` is not"),
+        "{err}"
+    );
+}
+
+/// config.toml overlays every profile: opensearch set there leaves the local profile's files as
+/// they are (its containers sign with the local key pair, which AWS does not accept).
+#[test]
+fn opensearch_in_config_toml_leaves_the_local_profile_on_elasticsearch() {
+    let file_path = root().join("profiles/local/profile.toml");
+    let loaded = Loader::new()
+        .file(&file_path, "profiles/local/profile.toml")
+        .unwrap()
+        .text(&format!("{LOCAL_USER_CONFIG}{OPENSEARCH_USER_CONFIG}"), "config.toml")
+        .unwrap()
+        .load()
+        .unwrap();
+    assert!(loaded.warnings.iter().any(|w| w.key == "visibility.backend"), "{:?}", loaded.warnings);
+    assert_eq!(render::render_all(&loaded.config, "local").unwrap(), rendered("local"));
+}
+
 /// The host user reaches compose.env only when asked for, and only with the gateway.
 #[test]
 fn the_host_user_is_rendered_for_the_gateway() {

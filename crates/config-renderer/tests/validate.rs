@@ -446,3 +446,62 @@ fn every_error_is_reported_at_once() {
     let (errors, _) = findings("[dsql]\nmax_idle_conns = 1\ntls = false\n[temporal]\nhistory_shards = 0\n");
     assert_eq!(errors.len(), 3, "{errors:#?}");
 }
+
+#[test]
+fn opensearch_visibility_needs_an_https_endpoint() {
+    const DOMAIN: &str = "https://search-temporal-abc123.eu-west-1.es.amazonaws.com";
+    rejects(
+        "[visibility]\nbackend = \"opensearch\"\n",
+        "default: opensearch.endpoint: is empty while visibility.backend is opensearch",
+    );
+    rejects(
+        "[visibility]\nbackend = \"opensearch\"\n[opensearch]\nendpoint = \"http://search-x.eu-west-1.es.amazonaws.com\"\n",
+        "config.toml:4: opensearch.endpoint: `http://search-x.eu-west-1.es.amazonaws.com` is not an OpenSearch \
+         endpoint: HTTPS only",
+    );
+    for bad in [
+        "search-x.eu-west-1.es.amazonaws.com",
+        "https://",
+        "https://host/path",
+        "https://a..b",
+        "https://h:0",
+    ] {
+        rejects(
+            &format!("[opensearch]\nendpoint = \"{bad}\"\n"),
+            &format!(
+                "config.toml:2: opensearch.endpoint: `{bad}` is not an OpenSearch endpoint: expected https://"
+            ),
+        );
+    }
+    rejects(
+        "[opensearch]\nregion = \"Ireland\"\n",
+        "config.toml:2: opensearch.region: `Ireland` is not an AWS region",
+    );
+    rejects(
+        "[opensearch]\nindex = \"_Visibility\"\n",
+        "config.toml:2: opensearch.index: `_Visibility` is not an index name",
+    );
+    accepts(&format!("[visibility]\nbackend = \"opensearch\"\n[opensearch]\nendpoint = \"{DOMAIN}\"\n"));
+    accepts(&format!(
+        "[visibility]\nbackend = \"opensearch\"\n[opensearch]\nendpoint = \"{DOMAIN}:443/\"\nregion = \"us-east-1\"\n"
+    ));
+    // Elasticsearch (the default) does not need the domain.
+    accepts("[visibility]\nbackend = \"elasticsearch\"\n");
+    let (errors, _) = findings("[visibility]\nbackend = \"solr\"\n");
+    assert!(
+        errors.len() == 1
+            && errors[0].starts_with("config.toml:2: visibility.backend: unknown variant `solr`"),
+        "{errors:#?}"
+    );
+    assert!(errors[0].contains("elasticsearch") && errors[0].contains("opensearch"), "{}", errors[0]);
+}
+
+/// config.toml overlays every profile: opensearch there leaves the local profile on its container,
+/// with a warning instead of an error for the endpoint it does not use.
+#[test]
+fn opensearch_is_a_warning_in_the_local_profile() {
+    warns(
+        "[dsql]\nbackend = \"postgres\"\n[visibility]\nbackend = \"opensearch\"\n",
+        "config.toml:4: visibility.backend: opensearch applies to the dsql profile only",
+    );
+}

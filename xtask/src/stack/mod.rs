@@ -124,6 +124,8 @@ impl Stack {
         for (name, _) in COMPOSE_VARIABLES {
             cmd = cmd.env_remove(name);
         }
+        // The rendered COMPOSE_PROFILES (visibility on Elasticsearch or not) wins over the shell's too.
+        cmd = cmd.env_remove("COMPOSE_PROFILES");
         let password = grafana_password
             .map(str::to_owned)
             .or_else(|| std::env::var(GRAFANA_PASSWORD_ENV).ok().filter(|v| !v.is_empty()))

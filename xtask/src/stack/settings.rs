@@ -20,7 +20,8 @@ pub(crate) struct PublishedPorts {
     pub(crate) grafana: u16,
     pub(crate) mimir: u16,
     pub(crate) alloy: u16,
-    pub(crate) elasticsearch: u16,
+    /// The Elasticsearch container; `None` when visibility is on an OpenSearch domain.
+    pub(crate) elasticsearch: Option<u16>,
     /// The local profile's PostgreSQL stand-in.
     pub(crate) postgres: Option<u16>,
     /// The local profile's dsql-local gateway.
@@ -37,8 +38,10 @@ impl PublishedPorts {
             ("Grafana", self.grafana),
             ("Mimir", self.mimir),
             ("Alloy", self.alloy),
-            ("Elasticsearch", self.elasticsearch),
         ];
+        if let Some(port) = self.elasticsearch {
+            ports.push(("Elasticsearch", port));
+        }
         if let Some(port) = self.postgres {
             ports.push(("PostgreSQL", port));
         }
@@ -54,7 +57,7 @@ impl PublishedPorts {
 pub(crate) struct StackSettings {
     pub(crate) config: Effective,
     pub(crate) ports: PublishedPorts,
-    /// The visibility index the setup job creates (`elasticsearch.index`).
+    /// The visibility index: `elasticsearch.index` (the setup job creates it), or `opensearch.index`.
     pub(crate) es_index: String,
     /// `dsql.identifier` (or the one in `dsql.endpoint`); `None` when no cluster is configured.
     pub(crate) cluster_id: Option<String>,
@@ -91,13 +94,17 @@ impl StackSettings {
             grafana: config.observability.grafana_port,
             mimir: config.observability.mimir_port,
             alloy: ALLOY_PORT,
-            elasticsearch: config.elasticsearch.port,
+            elasticsearch: (!config.uses_opensearch()).then_some(config.elasticsearch.port),
             postgres: local.then_some(config.local.postgres_port),
             gateway: config.uses_gateway().then_some(config.local.gateway.port),
         };
         Ok(Self {
             ports,
-            es_index: config.elasticsearch.index.clone(),
+            es_index: if config.uses_opensearch() {
+                config.opensearch.index.clone()
+            } else {
+                config.elasticsearch.index.clone()
+            },
             cluster_id: if local { None } else { config.cluster_id() },
             local,
             pending: config.loaded.pending.iter().map(|p| p.key.clone()).collect(),

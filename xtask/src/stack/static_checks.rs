@@ -847,6 +847,15 @@ fn interpolation_follows_compose_rules() {
 
 /// What the config renderer writes for a profile (committed defaults; a cluster for dsql).
 fn rendered_files(profile: &str) -> Vec<tdsql_config_renderer::render::Rendered> {
+    rendered_files_with(profile, "")
+}
+
+/// A sample `config.toml` that puts the dsql profile's visibility on an OpenSearch domain.
+const OPENSEARCH_CONFIG: &str = "[visibility]\nbackend = \"opensearch\"\n[opensearch]\n\
+                                 endpoint = \"https://search-sample-abc123.us-east-1.es.amazonaws.com\"\n";
+
+/// [`rendered_files`] with `user` (TOML) layered over the profile, as a config.toml would be.
+fn rendered_files_with(profile: &str, user: &str) -> Vec<tdsql_config_renderer::render::Rendered> {
     use tdsql_config_renderer::{Loader, render};
     let profile_toml = project_root().join("profiles").join(profile).join("profile.toml");
     let mut loader = Loader::new().file(&profile_toml, "profile.toml").expect("profile.toml loads");
@@ -854,6 +863,7 @@ fn rendered_files(profile: &str) -> Vec<tdsql_config_renderer::render::Rendered>
         loader =
             loader.text(&format!("[dsql]\nidentifier = \"{SAMPLE_CLUSTER}\"\n"), "test").expect("a layer");
     }
+    loader = loader.text(user, "config.toml").expect("a layer");
     let loaded = loader.load().expect("the committed profile is valid");
     // As the xtask renders it: with the user the local gateway's container runs as.
     let host = render::HostUser { uid: 1000, gid: 1000 };
@@ -1016,6 +1026,33 @@ fn compose_loader_accepts(profile: &str, project: &ComposeProject, env_file: &Pa
     );
 }
 
+/// The services compose's loader enables for a profile with `env_file` (`config --services`: the
+/// profiles that env file's COMPOSE_PROFILES turns on).
+fn compose_loader_services(profile: &str, project: &ComposeProject, env_file: &Path) -> BTreeSet<String> {
+    let out = std::process::Command::new(tdsql_test_support::compose())
+        .env_clear()
+        .env(GRAFANA_PASSWORD_ENV, "sample-password")
+        .env("HOME", "/home/someone")
+        .arg("--project-name")
+        .arg(format!("tdsql-{profile}"))
+        .arg("--project-directory")
+        .arg(&project.0)
+        .arg("--env-file")
+        .arg(env_file)
+        .arg("-f")
+        .arg(compose_path(profile))
+        .args(["config", "--services"])
+        .output()
+        .expect("run docker compose (TDSQL_COMPOSE)");
+    assert!(
+        out.status.success(),
+        "docker compose config --services fails for profiles/{profile}/compose.yaml with {}:\n{}",
+        env_file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
 /// Compose's loader over both profiles with the sample values (every COMPOSE_VARIABLES entry) and
 /// empty stand-ins for the rendered files: the files are valid compose, every variable is set.
 #[test]
@@ -1066,12 +1103,17 @@ fn compose_itself_loads_both_profiles_with_every_variable() {
 }
 
 /// Compose's loader over what `cargo xtask config render` really writes for each profile (the
-/// committed defaults): the renderer and the compose files agree on variables and files.
+/// committed defaults, and the dsql profile with OpenSearch visibility): the renderer and the compose
+/// files agree on variables and files, and on whether Elasticsearch runs.
 #[test]
 fn compose_itself_loads_both_profiles_as_rendered() {
-    for profile in PROFILES {
-        let project = ComposeProject::new(&format!("rendered-{profile}"));
-        for rendered in rendered_files(profile) {
+    let cases = [("local", ""), ("dsql", ""), ("dsql", OPENSEARCH_CONFIG)];
+    for (profile, user) in cases {
+        let opensearch = !user.is_empty();
+        let label =
+            if opensearch { format!("rendered-{profile}-opensearch") } else { format!("rendered-{profile}") };
+        let project = ComposeProject::new(&label);
+        for rendered in rendered_files_with(profile, user) {
             project.write(&format!("generated/{}", rendered.path), &rendered.contents);
         }
         // Stand-ins for the key pair and the CA, which `config render` makes through tdsql-ops.
@@ -1079,5 +1121,41 @@ fn compose_itself_loads_both_profiles_as_rendered() {
         project.write("generated/dsql-local/pki/ca.crt", "");
         let env_file = project.0.join("generated").join(tdsql_config_renderer::render::COMPOSE_ENV);
         compose_loader_accepts(profile, &project, &env_file);
+        let services = compose_loader_services(profile, &project, &env_file);
+        for service in TEMPORAL_SERVICES.iter().chain(&["temporal-ui", "mimir", "alloy", "grafana"]) {
+            assert!(services.contains(*service), "{label}: {service} is not started: {services:?}");
+        }
+        for service in ["elasticsearch", "elasticsearch-setup"] {
+            assert_eq!(services.contains(service), !opensearch, "{label}: {service} in {services:?}");
+        }
+        assert!(!services.contains("temporal-cli"), "{label}: the tools profile is not started by up");
+    }
+}
+
+/// The dsql profile's Elasticsearch and its setup job are in the compose profile compose.env turns
+/// off for OpenSearch visibility, and the Temporal services' wait for the job is optional, so compose
+/// accepts the stack without it. The local profile (no OpenSearch there) runs them unconditionally.
+#[test]
+fn elasticsearch_is_a_compose_profile_of_the_dsql_stack() {
+    use tdsql_config_renderer::render::COMPOSE_PROFILE_ELASTICSEARCH;
+    for (profile, _, compose) in compose_files() {
+        for (name, service) in services(&compose) {
+            let expected: Vec<&str> = match (profile, name.as_str()) {
+                ("dsql", "elasticsearch" | "elasticsearch-setup") => vec![COMPOSE_PROFILE_ELASTICSEARCH],
+                (_, "temporal-cli") => vec!["tools"],
+                _ => vec![],
+            };
+            assert_eq!(service.profiles, expected, "{profile}/{name}: compose profiles");
+            if let DependsOnOptions::Conditional(deps) = &service.depends_on
+                && let Some(setup) = deps.get("elasticsearch-setup")
+            {
+                let optional = profile == "dsql";
+                assert_eq!(
+                    setup.required,
+                    optional.then_some(false),
+                    "{profile}/{name} -> elasticsearch-setup"
+                );
+            }
+        }
     }
 }

@@ -3,7 +3,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{GATEWAY_IMAGE, GATEWAY_SERVICE, HostUser, MIMIR_SERVICE, commented};
+use super::{
+    COMPOSE_PROFILE_ELASTICSEARCH, GATEWAY_IMAGE, GATEWAY_SERVICE, HostUser, MIMIR_SERVICE, commented,
+};
 use crate::model::Config;
 
 /// One `KEY=value` line of an env file, with a comment above when `doc` is not empty.
@@ -145,6 +147,19 @@ pub(super) fn compose_env(c: &Config, endpoint: &str, header: &str, host: Option
     f.var("TDSQL_ELASTICSEARCH_VERSION", &es.version);
     f.var("TDSQL_ELASTICSEARCH_INDEX", &es.index);
     f.var("TDSQL_ELASTICSEARCH_URL", format!("{}://{}:{}", es.scheme, es.host, es.port));
+    // Compose's own setting (no TDSQL_ key): the Elasticsearch container and its index setup job
+    // are in the compose profile `elasticsearch`, started only when visibility is on them.
+    if c.uses_opensearch() {
+        f.section(
+            "Compose's own setting: no profile, visibility is on the OpenSearch domain (opensearch.endpoint)",
+        );
+        f.var("COMPOSE_PROFILES", "");
+    } else {
+        f.section(
+            "Compose's own setting: the profile of the Elasticsearch container and its index setup job",
+        );
+        f.var("COMPOSE_PROFILES", COMPOSE_PROFILE_ELASTICSEARCH);
+    }
     let o = &c.observability;
     f.section("Observability");
     f.var("TDSQL_OBSERVABILITY_GRAFANA_PORT", o.grafana_port);

@@ -16,7 +16,7 @@ use crate::error::ConfigError;
 use crate::model::Config;
 
 pub use env::fork_env_vars;
-pub use temporal::REGISTERED_DYNAMIC_CONFIG_KEYS;
+pub use temporal::{DYNAMIC_CONFIG_TEMPLATE, REGISTERED_DYNAMIC_CONFIG_KEYS, SERVER_CONFIG_TEMPLATE};
 
 /// Compose's `--env-file`: interpolation values (image, published ports, Elasticsearch settings).
 pub const COMPOSE_ENV: &str = "compose.env";
@@ -56,6 +56,9 @@ pub const LOCAL_KEYPAIR_ENV: &str = "dsql-local/keypair.env";
 pub const CONTAINER_LOCAL_CA: &str = "/etc/temporal/dsql-local/ca.crt";
 /// The gateway's image (built from this workspace).
 pub const GATEWAY_IMAGE: &str = "temporal-dsql-local:latest";
+/// The compose profile of the Elasticsearch container and its index setup job: compose.env's
+/// `COMPOSE_PROFILES` names it unless visibility is on an OpenSearch domain.
+pub const COMPOSE_PROFILE_ELASTICSEARCH: &str = "elasticsearch";
 /// Compose service name of Mimir (Grafana's Prometheus datasource).
 pub const MIMIR_SERVICE: &str = "mimir";
 /// Where the containers see `generated/temporal/`.
@@ -76,7 +79,8 @@ pub struct Rendered {
 ///
 /// # Errors
 /// [`ConfigError::NoCluster`] when the profile targets Aurora DSQL and no cluster is configured;
-/// [`ConfigError::Dashboard`] when a dashboard source is not valid JSON.
+/// [`ConfigError::Dashboard`] when a dashboard source is not valid JSON;
+/// [`ConfigError::Template`] when a template of `templates/` does not render (a contributor's edit).
 pub fn render_all(config: &Config, profile: &str) -> Result<Vec<Rendered>, ConfigError> {
     render_all_as(config, profile, None)
 }
@@ -106,8 +110,8 @@ pub fn render_all_as(
     let mut files = vec![
         Rendered { path: COMPOSE_ENV, contents: env::compose_env(config, &endpoint, &header, host) },
         Rendered { path: TEMPORAL_ENV, contents: env::temporal_env(config, &endpoint, &header) },
-        Rendered { path: TEMPORAL_CONFIG, contents: temporal::server_config(config, &endpoint, &header) },
-        Rendered { path: DYNAMIC_CONFIG, contents: temporal::dynamic_config(config, &header) },
+        Rendered { path: TEMPORAL_CONFIG, contents: temporal::server_config(config, &endpoint, &header)? },
+        Rendered { path: DYNAMIC_CONFIG, contents: temporal::dynamic_config(config, &header)? },
         Rendered { path: GRAFANA_DATASOURCES, contents: grafana::datasources(config, &header) },
     ];
     files.extend(grafana::dashboards(config)?);
@@ -139,7 +143,8 @@ fn header(profile: &str) -> String {
     )
 }
 
-/// `"text"` with YAML double-quoted escapes.
+/// `"text"` with YAML double-quoted escapes: besides `"` and `\\`, every character YAML reads as a
+/// line break (which a quoted scalar folds) or does not allow unescaped.
 pub(crate) fn yaml_str(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
@@ -149,7 +154,13 @@ pub(crate) fn yaml_str(text: &str) -> String {
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            // C0 and C1 controls (NEL among them), the Unicode line and paragraph separators, the
+            // byte-order mark and the non-characters U+FFFE and U+FFFF.
+            c if c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}') =>
+            {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
             c => out.push(c),
         }
     }
