@@ -257,6 +257,10 @@ impl Gateway {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| GatewayError::Bind { addr: config.listen, source })?;
+        // The first random bytes of a process seed aws-lc's generator from CPU jitter, which took
+        // 56 ms here: pay it now rather than in the first client's TLS handshake.
+        let provider = config.tls.crypto_provider().clone();
+        let _ = tokio::task::spawn_blocking(move || provider.secure_random.fill(&mut [0_u8; 32])).await;
         let mut upstream = connect_upstream(&config.upstream, &[], &config.txn).await?;
         simple_query(&mut upstream.framed, BOOTSTRAP)
             .await
