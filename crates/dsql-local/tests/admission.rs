@@ -124,11 +124,16 @@ async fn the_connection_cap_refuses_with_53300_until_one_closes() {
 
 #[tokio::test]
 async fn connections_close_at_their_maximum_lifetime() {
-    let limits = ConnectionLimits { max_lifetime: Duration::from_millis(600), ..ConnectionLimits::default() };
+    // Long enough that a connect on a loaded machine still leaves the first query inside it.
+    let limits = ConnectionLimits { max_lifetime: Duration::from_secs(2), ..ConnectionLimits::default() };
     let gw = gateway_with("lifetime", limits, TxnLimits::default()).await;
-    let client = gw.connect().await;
-    client.simple_query("SELECT 1").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    let token = sdk_token(HOST, REGION, true, SECRET, 900).await;
+    let began = std::time::Instant::now();
+    let client = gw.try_connect(gw.config("admin", &token)).await.unwrap();
+    client.simple_query("SELECT 1").await.unwrap_or_else(|e| {
+        panic!("first query {:?} after the connect began: {}", began.elapsed(), describe(&e))
+    });
+    tokio::time::sleep(Duration::from_millis(2300).saturating_sub(began.elapsed())).await;
     assert!(client.simple_query("SELECT 1").await.is_err(), "the gateway closed the connection");
     assert!(client.is_closed());
     let fresh = gw.connect().await;
