@@ -1,11 +1,12 @@
 //! Median time of `rules::analyze` (it runs per statement in the gateway's hot path) for a
-//! typical Temporal write and for a 40-statement schema script, next to `pg_query::parse` alone.
+//! typical Temporal write and for a 40-statement schema script, next to `pg_query::parse` alone,
+//! and a repeated text answered by the gateway's `AnalysisCache`.
 //! Run: `cargo bench -p tdsql-dsql-local --bench rules`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use tdsql_dsql_local::rules::analyze;
+use tdsql_dsql_local::rules::{AnalysisCache, analyze};
 
 /// An update of Temporal's `executions` row with 6 parameters.
 const TEMPORAL_UPDATE: &str = "UPDATE executions SET next_event_id = $1, data = $2, state = $3 \
@@ -69,6 +70,12 @@ fn main() {
         });
         println!("{name:<32} {:>11.1} µs {:>11.1} µs {:>33.1} µs", micros(p50), micros(p90), micros(parse50));
     }
+    // What a repeated text costs through the gateway's cache (the session's path).
+    let cache = AnalysisCache::new(1024);
+    let (hit50, hit90) = measure(20_000, || {
+        black_box(cache.analyze(black_box(TEMPORAL_UPDATE)));
+    });
+    println!("{:<32} {:>11.1} µs {:>11.1} µs", "cached, the same text again", micros(hit50), micros(hit90));
 }
 
 fn micros(d: Duration) -> f64 {

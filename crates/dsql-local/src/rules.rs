@@ -252,6 +252,57 @@ pub fn analyze(sql: &str) -> Vec<Statement> {
         .collect()
 }
 
+/// Analyses of recent query texts, shared by every session: parsing a text costs tens of
+/// microseconds (PostgreSQL's parser and a protobuf round trip), and clients send the same texts
+/// again and again (`BEGIN`, `COMMIT`, a driver's statements on each new connection). [`analyze`]
+/// depends on nothing but the text, so a hit is exact. Bounded: texts over
+/// [`AnalysisCache::MAX_TEXT`] bytes are not kept, and a full cache starts over.
+#[derive(Debug)]
+pub struct AnalysisCache {
+    entries: std::sync::Mutex<std::collections::HashMap<Box<str>, std::sync::Arc<[Statement]>>>,
+    capacity: usize,
+}
+
+impl AnalysisCache {
+    /// Longest text kept.
+    pub const MAX_TEXT: usize = 4096;
+
+    /// A cache of at most `capacity` texts.
+    #[must_use]
+    pub fn new(capacity: usize) -> Self {
+        Self { entries: std::sync::Mutex::default(), capacity }
+    }
+
+    /// [`analyze`]`(sql)`, from the cache when the same text was analysed before.
+    pub fn analyze(&self, sql: &str) -> std::sync::Arc<[Statement]> {
+        if let Some(hit) = self.entries.lock().ok().and_then(|e| e.get(sql).cloned()) {
+            return hit;
+        }
+        let analysed: std::sync::Arc<[Statement]> = analyze(sql).into();
+        if sql.len() <= Self::MAX_TEXT
+            && let Ok(mut entries) = self.entries.lock()
+        {
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+            entries.insert(sql.into(), analysed.clone());
+        }
+        analysed
+    }
+
+    /// Texts held now.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entries.lock().map_or(0, |e| e.len())
+    }
+
+    /// Whether no text is held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The statement's byte range without the whitespace PostgreSQL leaves around it. A length of 0
 /// means "to the end of the text".
 fn trimmed_span(sql: &str, location: i32, len: i32) -> Range<usize> {

@@ -85,6 +85,9 @@ impl UpstreamConfig {
     }
 }
 
+/// Query texts whose analysis a gateway keeps.
+const ANALYSIS_CACHE_TEXTS: usize = 1024;
+
 /// Spare upstream connections a gateway keeps by default.
 pub const DEFAULT_SPARES: usize = 2;
 
@@ -182,6 +185,7 @@ pub(crate) struct Shared {
     pub(crate) epoch: AtomicU64,
     pub(crate) metrics: Metrics,
     pub(crate) txn: TxnLimits,
+    pub(crate) analyses: crate::rules::AnalysisCache,
     jobs: AtomicU64,
 }
 
@@ -271,6 +275,7 @@ impl Gateway {
             epoch: AtomicU64::new(0),
             metrics: Metrics::new(),
             txn: config.txn.clone(),
+            analyses: crate::rules::AnalysisCache::new(ANALYSIS_CACHE_TEXTS),
             jobs: AtomicU64::new(0),
         });
         Ok(Self {

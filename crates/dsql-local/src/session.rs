@@ -375,11 +375,11 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         let parse = Parse::read(&frame.body).map_err(SessionError::Client)?;
         self.described.remove(&parse.name);
         let started = StdInstant::now();
-        let mut analysed = rules::analyze(&parse.query);
+        let analysed = self.shared.analyses.analyze(&parse.query);
         self.shared.metrics.observe_analysis(started.elapsed());
         // Several statements in one Parse: PostgreSQL refuses that itself.
-        let statement = if analysed.len() == 1 {
-            analysed.remove(0)
+        let statement = if let [only] = &*analysed {
+            only.clone()
         } else {
             Statement {
                 span: 0..parse.query.len(),
@@ -531,7 +531,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     async fn on_query(&mut self, frame: &Frame) -> Result<(), SessionError> {
         let text = wire::query_text(&frame.body).map_err(SessionError::Client)?;
         let started = StdInstant::now();
-        let statements = rules::analyze(&text);
+        let statements = self.shared.analyses.analyze(&text);
         self.shared.metrics.observe_analysis(started.elapsed());
         if statements.is_empty() {
             return self.send_upstream(frame.clone(), Self::expect(Ends::Ready, Act::Pass)).await;
@@ -542,7 +542,12 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
         // Outside a transaction, several statements are one implicit transaction, and a write
         // must stay undoable until its row count is known: the gateway makes both explicit.
         let wrapped = !self.tx.block && !controls && (statements.len() > 1 || writes);
-        self.simple = Some(SimpleRun { statements: statements.into(), wrapped, failed: false, busy: false });
+        self.simple = Some(SimpleRun {
+            statements: statements.iter().cloned().collect(),
+            wrapped,
+            failed: false,
+            busy: false,
+        });
         if wrapped {
             self.tx.block = true;
             self.tx.started = Some(Instant::now());

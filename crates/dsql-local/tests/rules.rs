@@ -942,3 +942,20 @@ fn the_embedded_dsql_schema_passes() {
         println!("{file}: {} statements, {tables} tables, {indexes} async indexes", statements.len());
     }
 }
+
+#[test]
+fn the_analysis_cache_answers_as_analyze_and_stays_bounded() {
+    use tdsql_dsql_local::rules::{AnalysisCache, analyze};
+    let cache = AnalysisCache::new(3);
+    let texts = ["BEGIN", "SELECT 1; TRUNCATE t", "CREATE INDEX ASYNC i ON t (a)", "COMMIT"];
+    for text in texts {
+        assert_eq!(&*cache.analyze(text), analyze(text).as_slice(), "{text}");
+    }
+    // The fourth text found the cache full and started it over.
+    assert_eq!(cache.len(), 1);
+    let first = cache.analyze("COMMIT");
+    assert!(std::sync::Arc::ptr_eq(&first, &cache.analyze("COMMIT")), "a repeated text is a hit");
+    let long = format!("SELECT {}", "1 + ".repeat(AnalysisCache::MAX_TEXT / 4) + "1");
+    assert_eq!(&*cache.analyze(&long), analyze(&long).as_slice());
+    assert_eq!(cache.len(), 1, "a text over MAX_TEXT is not kept");
+}
