@@ -90,6 +90,8 @@ pub(crate) struct Tuning {
     pub(crate) slots: usize,
     /// Concurrent polls per task type.
     pub(crate) pollers: usize,
+    /// Workflows kept in the worker's sticky cache (0: none, each task replays the history).
+    pub(crate) cached_workflows: usize,
 }
 
 /// Worker `index` on `task_queue`, running every workflow and activity of the suite.
@@ -118,7 +120,8 @@ pub(crate) fn worker(
         .maybe_tuner(tuner)
         // Workflow task polls need at least two: one sticky, one not.
         .maybe_workflow_task_poller_behavior(tuning.map(|t| PollerBehavior::SimpleMaximum(t.pollers.max(2))))
-        .maybe_activity_task_poller_behavior(tuning.map(|t| PollerBehavior::SimpleMaximum(t.pollers.max(1))));
+        .maybe_activity_task_poller_behavior(tuning.map(|t| PollerBehavior::SimpleMaximum(t.pollers.max(1))))
+        .maybe_max_cached_workflows(tuning.map(|t| t.cached_workflows));
     let options = options
         .register_activities(SuiteActivities)
         .register_workflow::<GreetingWorkflow>()?

@@ -24,6 +24,7 @@ use temporalio_sdk::Runtime;
 
 use crate::client::{self, Target, Tuning};
 use crate::defs::{ActivitiesWorkflow, ParentInput, ParentWorkflow, SimpleWorkflow, TimerWorkflow};
+use crate::memory::{self, Resident};
 use crate::metrics::{self, Health, Reading, Scraper};
 use crate::{cpu, duration, report, smoke};
 
@@ -39,6 +40,9 @@ const LONGEST: Duration = Duration::from_secs(24 * 3600);
 const EXPORT_LAG: Duration = Duration::from_secs(2);
 /// Scrapes of the metrics endpoints are at least this far apart (a live terminal line ticks faster).
 const MIN_SCRAPE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The sticky cache's size per worker unless --max-cached-workflows says otherwise.
+const DEFAULT_CACHED_WORKFLOWS: usize = 1000;
 
 /// The workflow each start runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -89,6 +93,11 @@ pub(crate) struct LoadArgs {
     /// Concurrent polls per task type per worker
     #[arg(long, default_value_t = 8)]
     pollers: usize,
+    /// Workflows each worker keeps in its sticky cache between tasks, a bound on the workers'
+    /// memory: finished workflows leave at once, so only those in flight count; beyond it the
+    /// least recently used is evicted and replays its history at its next task (0: no cache)
+    #[arg(long, default_value_t = DEFAULT_CACHED_WORKFLOWS)]
+    max_cached_workflows: usize,
     /// Threads of the generator's own runtime
     #[arg(long, default_value_t = 1)]
     generator_threads: usize,
@@ -287,6 +296,14 @@ struct Report {
     elapsed_s: f64,
     latency_ms: Latency,
     generator: Generator,
+    /// This process's resident memory (MB) when the first start was due, at its highest (the
+    /// kernel's high-water mark) and when the last workflow was done: flat over a long run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rss_mb_start: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rss_mb_peak: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rss_mb_end: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     process_cpu_share: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -384,7 +401,8 @@ impl LoadArgs {
         let runtime = Runtime::from_current_tokio(Default::default())
             .map_err(|err| anyhow!("{err}"))
             .context("cannot start the Temporal SDK runtime")?;
-        let tuning = Tuning { slots: self.slots, pollers: self.pollers };
+        let tuning =
+            Tuning { slots: self.slots, pollers: self.pollers, cached_workflows: self.max_cached_workflows };
         let mut workers = (0..self.workers)
             .map(|index| client::worker(&runtime, client.clone(), &task_queue, index, Some(tuning)))
             .collect::<Result<Vec<_>>>()?;
@@ -415,6 +433,7 @@ impl LoadArgs {
             stop: stop_rx,
         };
         let cpu_before = (cpu::process(), cpu::Machine::now(), Instant::now());
+        let rss_start = Resident::read();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let generator_shared = shared.clone();
         let generator = std::thread::Builder::new()
@@ -434,11 +453,14 @@ impl LoadArgs {
                 () = watch.run(done_rx, scraper.as_mut(), baseline.as_ref(), &mut latest) => {}
                 () = stop_on_signal(&shared, &stop_tx, began) => {}
             }
+            // Before the workers shut down: what the run itself left resident.
+            let rss_end = Resident::read();
             for shutdown in &shutdowns {
                 shutdown();
             }
+            rss_end
         };
-        let (worker_results, ()) = tokio::join!(
+        let (worker_results, rss_end) = tokio::join!(
             futures::future::join_all(workers.iter_mut().map(temporalio_sdk::Worker::run)),
             monitor
         );
@@ -464,7 +486,8 @@ impl LoadArgs {
         };
         // Generator threads are gone by now; their CPU time went with them, so it is measured
         // inside the generator and returned.
-        let report = self.report(&shared, &generated, &task_queue, cpu_before, persistence);
+        let report =
+            self.report(&shared, &generated, &task_queue, cpu_before, (rss_start, rss_end), persistence);
         print_summary(&report);
         if let Some(path) = &self.report {
             report::write_atomic(path, (serde_json::to_string_pretty(&report)? + "\n").as_bytes())?;
@@ -479,6 +502,7 @@ impl LoadArgs {
         generated: &GeneratedWithCpu,
         task_queue: &str,
         (cpu_before, machine_before, wall_before): (Option<Duration>, Option<cpu::Machine>, Instant),
+        (rss_start, rss_end): (Option<Resident>, Option<Resident>),
         persistence: Option<Health>,
     ) -> Report {
         let wall = wall_before.elapsed();
@@ -575,6 +599,9 @@ impl LoadArgs {
             elapsed_s: duration::secs(wall),
             latency_ms: latency,
             generator,
+            rss_mb_start: rss_start.map(|r| memory::mb(r.now)),
+            rss_mb_peak: rss_end.map(|r| memory::mb(r.peak)),
+            rss_mb_end: rss_end.map(|r| memory::mb(r.now)),
             process_cpu_share,
             machine,
             thresholds: t.clone(),
@@ -888,6 +915,9 @@ impl Watch<'_> {
              p95 {p95:.0} ms  failed {failed}  in flight {in_flight}",
             schedule.total(),
         );
+        if let Some(resident) = Resident::read() {
+            line.push_str(&format!("  rss {:.1} MB", memory::mb(resident.now)));
+        }
         if !note.is_empty() {
             line.push_str("  |  ");
             line.push_str(note);
@@ -929,6 +959,11 @@ fn print_summary(r: &Report) {
         pct(r.machine.as_ref().map(|m| m.busy_share)),
         r.machine.as_ref().map_or_else(String::new, |m| format!(" ({} cores)", m.cores)),
     );
+    if let (Some(start), Some(peak), Some(end)) = (r.rss_mb_start, r.rss_mb_peak, r.rss_mb_end) {
+        println!(
+            "load: memory (RSS) {start:.1} MB at the first start, {end:.1} MB at the end, peak {peak:.1} MB"
+        );
+    }
     if let Some(health) = &r.persistence {
         for line in health.summary() {
             println!("load: {line}");

@@ -8,6 +8,7 @@ mod cpu;
 mod defs;
 mod duration;
 mod load;
+mod memory;
 mod metrics;
 mod report;
 mod smoke;

@@ -102,6 +102,66 @@ impl Family {
 /// Every family's name starts with one of these.
 const FAMILY_PREFIXES: &[&str] = &["persistence_", "dsql_"];
 
+/// Whether an exposition line (a sample, or its family's HELP or TYPE line) may belong to a family
+/// the report reads. It looks at the first [`DECIDED_AFTER`] bytes at most.
+fn wanted(line: &[u8]) -> bool {
+    let name = line.strip_prefix(b"# HELP ").or_else(|| line.strip_prefix(b"# TYPE ")).unwrap_or(line);
+    FAMILY_PREFIXES.iter().any(|prefix| name.starts_with(prefix.as_bytes()))
+}
+
+/// A line this long (or its start) tells [`wanted`] all it needs: `# HELP ` and the longest prefix.
+const DECIDED_AFTER: usize = 32;
+
+/// Keeps the lines of an exposition that [`wanted`] lets through, fed in pieces as they arrive.
+/// A scrape then holds those lines and the start of one other, never the whole exposition (3 MB
+/// from a dev server, and growing with its uptime): glibc keeps the heap that buffers of that
+/// size leave behind, so the generator's memory grew with each scrape of a long run.
+#[derive(Debug, Default)]
+struct Sieve {
+    kept: Vec<u8>,
+    /// The line being read, up to [`DECIDED_AFTER`] bytes of it while undecided.
+    line: Vec<u8>,
+    /// The rest of the current line is dropped.
+    skipping: bool,
+}
+
+impl Sieve {
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let (piece, rest, ended) = match bytes.iter().position(|b| *b == b'\n') {
+                Some(at) => (&bytes[..at], &bytes[at + 1..], true),
+                None => (bytes, &[][..], false),
+            };
+            if !self.skipping {
+                self.line.extend_from_slice(piece);
+                if !ended && self.line.len() >= DECIDED_AFTER && !wanted(&self.line) {
+                    self.line.clear();
+                    self.skipping = true;
+                }
+            }
+            if ended {
+                self.end_line();
+            }
+            bytes = rest;
+        }
+    }
+
+    fn end_line(&mut self) {
+        if !self.skipping && wanted(&self.line) {
+            self.kept.extend_from_slice(&self.line);
+            self.kept.push(b'\n');
+        }
+        self.line.clear();
+        self.skipping = false;
+    }
+
+    /// The kept lines (the last one may lack its newline).
+    fn finish(mut self) -> Result<String, std::string::FromUtf8Error> {
+        self.end_line();
+        String::from_utf8(self.kept)
+    }
+}
+
 /// Which family a metric name (sample or HELP/TYPE line) belongs to, and the factor that turns
 /// its histogram bounds into milliseconds.
 fn classify(name: &str) -> Option<(&'static Family, f64)> {
@@ -193,11 +253,7 @@ impl Reading {
     fn add_exposition(&mut self, text: &str) -> Result<()> {
         // A Temporal service exposes thousands of series (megabytes); only the families read here
         // go to the parser, which costs time per line.
-        let wanted = |line: &&str| {
-            let name = line.strip_prefix("# HELP ").or_else(|| line.strip_prefix("# TYPE ")).unwrap_or(line);
-            FAMILY_PREFIXES.iter().any(|prefix| name.starts_with(prefix))
-        };
-        let lines = text.lines().filter(wanted).map(|line| Ok(line.to_owned()));
+        let lines = text.lines().filter(|line| wanted(line.as_bytes())).map(|line| Ok(line.to_owned()));
         let scrape = prometheus_parse::Scrape::parse(lines).context("the exposition does not parse")?;
         for name in scrape.docs.keys() {
             if let Some((family, _)) = classify(name) {
@@ -399,14 +455,23 @@ impl Scraper {
         result
     }
 
+    /// The lines of the families read here, sieved from the body as it arrives.
     async fn fetch(&self, url: &str, uri: &Uri) -> Result<String> {
         let request = async {
             let response = self.client.get(uri.clone()).await?;
             let status = response.status();
-            let body = response.into_body().collect().await?.to_bytes();
-            Ok::<_, anyhow::Error>((status, body))
+            let mut sieve = Sieve::default();
+            if status == StatusCode::OK {
+                let mut body = response.into_body();
+                while let Some(frame) = body.frame().await {
+                    if let Some(data) = frame?.data_ref() {
+                        sieve.feed(data);
+                    }
+                }
+            }
+            Ok::<_, anyhow::Error>((status, sieve))
         };
-        let (status, body) = tokio::time::timeout(SCRAPE_TIMEOUT, request)
+        let (status, sieve) = tokio::time::timeout(SCRAPE_TIMEOUT, request)
             .await
             .map_err(|_| anyhow!("no answer within {} s", SCRAPE_TIMEOUT.as_secs()))
             .and_then(|r| r)
@@ -414,7 +479,7 @@ impl Scraper {
         if status != StatusCode::OK {
             bail!("the metrics endpoint {url} answered {status}; is it a Prometheus /metrics URL?");
         }
-        String::from_utf8(body.to_vec()).with_context(|| format!("the metrics at {url} are not UTF-8 text"))
+        sieve.finish().with_context(|| format!("the metrics at {url} are not UTF-8 text"))
     }
 
     /// How the scrapes went so far.
@@ -755,6 +820,32 @@ dsql_reservoir_checkout_latency_milliseconds_count 100
             reading.add_exposition(text).unwrap();
         }
         reading
+    }
+
+    #[test]
+    fn the_sieve_keeps_the_families_read_here_however_the_body_is_cut() {
+        // Other families around them, one line longer than the sieve ever holds of a line.
+        let other = format!(
+            "# HELP poll_latency poll_latency histogram\npoll_latency_bucket{{le=\"1\"}} 3\n\
+             service_requests{{operation=\"{}\"}} 1\n#\n\n",
+            "x".repeat(300)
+        );
+        let body =
+            format!("{other}{TEMPORAL}{other}{PLUGIN}{other}persistence_requests{{operation=\"Last\"}} 1");
+        let want: String = body.lines().filter(|l| wanted(l.as_bytes())).map(|l| format!("{l}\n")).collect();
+        assert_eq!(want.lines().count(), TEMPORAL.lines().count() + PLUGIN.lines().count() - 2 + 1);
+        for size in [1, 2, 7, 31, 32, 33, 100, 4096, body.len()] {
+            let mut sieve = Sieve::default();
+            for piece in body.as_bytes().chunks(size) {
+                sieve.feed(piece);
+                // Never the 300-byte line whole: at most a kept line or the start of another.
+                assert!(sieve.line.len() < 200, "pieces of {size}: {}", sieve.line.len());
+            }
+            assert_eq!(sieve.finish().unwrap(), want, "pieces of {size}");
+        }
+        let mut sieve = Sieve::default();
+        sieve.feed(b"persistence_requests{operation=\"\xff\"} 1\n");
+        assert!(sieve.finish().is_err());
     }
 
     #[test]

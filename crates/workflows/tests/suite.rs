@@ -260,6 +260,11 @@ fn load_counts_add_up_and_thresholds_decide_the_exit_code() {
     assert!(latency("p99") <= latency("max"), "{json}");
     assert!(json["achieved_rate"].as_f64().unwrap() > 0.0, "{json}");
     assert!(stdout.contains("scheduled 17, started 17, start failed 0, completed 17"), "{stdout}");
+    // The generator's own memory: resident at both ends, the peak at least either of them.
+    let rss = |key: &str| json[key].as_f64().unwrap_or_else(|| panic!("no {key} in {json}"));
+    assert!(rss("rss_mb_start") > 0.0 && rss("rss_mb_end") > 0.0, "{json}");
+    assert!(rss("rss_mb_peak") >= rss("rss_mb_start").max(rss("rss_mb_end")), "{json}");
+    assert!(stdout.contains("load: memory (RSS) "), "{stdout}");
 
     // No workflow completes within a microsecond: the threshold is missed and the run fails.
     let report = dir.join("load-missed.json");
@@ -443,6 +448,9 @@ fn a_run_stopped_with_sigint_still_writes_its_report() {
     assert!(stopped_at.elapsed() < std::time::Duration::from_secs(30), "{stdout}");
     assert_eq!(status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("load: SIGINT after "), "{stdout}");
+    // Each progress line shows the generator's memory.
+    let progress = seen.iter().find(|line| line.contains("so far")).unwrap();
+    assert!(progress.contains("  rss ") && progress.contains(" MB"), "{progress}");
     assert!(stdout.contains("FAILED: interrupted after "), "{stdout}");
     assert!(stdout.contains("load: report written to"), "{stdout}");
     let json = read_json(&report);
