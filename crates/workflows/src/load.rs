@@ -296,8 +296,9 @@ struct Report {
     elapsed_s: f64,
     latency_ms: Latency,
     generator: Generator,
-    /// This process's resident memory (MB) when the first start was due, at its highest (the
-    /// kernel's high-water mark) and when the last workflow was done: flat over a long run.
+    /// This process's resident memory (MB) before the first start (workers up, the generator's
+    /// connections not yet open), at its highest (the kernel's high-water mark) and when the last
+    /// workflow was done. The progress lines show it level after the first minute or two.
     #[serde(skip_serializing_if = "Option::is_none")]
     rss_mb_start: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -961,7 +962,7 @@ fn print_summary(r: &Report) {
     );
     if let (Some(start), Some(peak), Some(end)) = (r.rss_mb_start, r.rss_mb_peak, r.rss_mb_end) {
         println!(
-            "load: memory (RSS) {start:.1} MB at the first start, {end:.1} MB at the end, peak {peak:.1} MB"
+            "load: memory (RSS) {start:.1} MB before the run, {end:.1} MB at its end, peak {peak:.1} MB"
         );
     }
     if let Some(health) = &r.persistence {
