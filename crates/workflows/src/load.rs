@@ -217,6 +217,9 @@ struct Shared {
     /// How late each start was against its schedule, in microseconds.
     lags: Mutex<Histogram<u64>>,
     errors: Mutex<Vec<String>>,
+    /// The highest resident set a progress line saw, in bytes (the kernel's own high-water mark
+    /// is updated lazily and can trail it by a few pages).
+    rss_seen: AtomicU64,
     /// Set on Ctrl-C or SIGTERM: no more starts, a short grace for those in flight.
     stopped: AtomicBool,
 }
@@ -239,6 +242,7 @@ impl Default for Shared {
             latency: histogram(),
             lags: histogram(),
             errors: Mutex::default(),
+            rss_seen: AtomicU64::default(),
             stopped: AtomicBool::default(),
         }
     }
@@ -601,7 +605,10 @@ impl LoadArgs {
             latency_ms: latency,
             generator,
             rss_mb_start: rss_start.map(|r| memory::mb(r.now)),
-            rss_mb_peak: rss_end.map(|r| memory::mb(r.peak)),
+            rss_mb_peak: rss_end.map(|end| {
+                let start = rss_start.map_or(0, |r| r.now);
+                memory::mb(end.peak.max(end.now).max(start).max(shared.rss_seen.load(Ordering::Relaxed)))
+            }),
             rss_mb_end: rss_end.map(|r| memory::mb(r.now)),
             process_cpu_share,
             machine,
@@ -917,6 +924,7 @@ impl Watch<'_> {
             schedule.total(),
         );
         if let Some(resident) = Resident::read() {
+            shared.rss_seen.fetch_max(resident.now, Ordering::Relaxed);
             line.push_str(&format!("  rss {:.1} MB", memory::mb(resident.now)));
         }
         if !note.is_empty() {
