@@ -37,3 +37,13 @@ output "conn_lease_table" {
   description = "Connection-lease table name, or an empty string when the tables are not created."
   value       = try(aws_dynamodb_table.conn_lease[0].name, "")
 }
+
+output "opensearch_domain_name" {
+  description = "Name of the OpenSearch domain, or an empty string when it is not created."
+  value       = try(aws_opensearch_domain.visibility[0].domain_name, "")
+}
+
+output "opensearch_endpoint" {
+  description = "Host of the OpenSearch domain (config.toml `opensearch.endpoint` is https://<this>), or an empty string when it is not created."
+  value       = try(aws_opensearch_domain.visibility[0].endpoint, "")
+}

@@ -37,6 +37,42 @@ variable "deletion_protection" {
   default     = true
 }
 
+variable "opensearch_enabled" {
+  description = "Create the Amazon OpenSearch Service domain of Temporal's visibility (config.toml `opensearch.create`)."
+  type        = bool
+  default     = false
+}
+
+variable "opensearch_domain_name" {
+  description = "Name of the OpenSearch domain; null means `<project_name>-visibility` (the project name cut to 17 characters)."
+  type        = string
+  default     = null
+}
+
+variable "opensearch_engine_version" {
+  description = "Engine of the OpenSearch domain; Temporal's Elasticsearch v7 client speaks to OpenSearch 1.x and 2.x."
+  type        = string
+  default     = "OpenSearch_2.19"
+}
+
+variable "opensearch_instance_type" {
+  description = "Instance type of the domain's one data node (README.md: what it costs)."
+  type        = string
+  default     = "t3.small.search"
+}
+
+variable "opensearch_volume_size" {
+  description = "gp3 EBS volume of the data node, in GiB (10 to 100 for t3.small.search)."
+  type        = number
+  default     = 10
+}
+
+variable "opensearch_principals" {
+  description = "IAM principal ARNs allowed to use the domain besides the one applying this module (e.g. the Temporal services' role)."
+  type        = list(string)
+  default     = []
+}
+
 variable "tags" {
   description = "Extra tags for every resource. Name, Project and ManagedBy are always set and win over these."
   type        = map(string)

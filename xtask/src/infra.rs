@@ -1,5 +1,6 @@
 //! `cargo xtask infra plan|apply|status|output|import|destroy`: the long-lived AWS resources of
-//! `terraform/shared` (an Aurora DSQL cluster, optionally the two DynamoDB coordination tables).
+//! `terraform/shared` (an Aurora DSQL cluster, optionally the two DynamoDB coordination tables and
+//! the OpenSearch domain of visibility).
 //!
 //! Terraform does the work (local binary, else its official image through Docker); this command
 //! feeds it the project's settings, saves and applies plans, explains its known failures, writes
@@ -247,12 +248,31 @@ fn check_identifier(settings: &Settings, state: &StateFile) -> Result<()> {
     }
 }
 
+/// opensearch.create with an endpoint this state's domain does not have: an apply would create a
+/// second domain and repoint opensearch.endpoint away from the one it names.
+fn check_opensearch(settings: &Settings, state: &StateFile) -> Result<()> {
+    let (Some(configured), true) = (&settings.opensearch_endpoint, settings.create_opensearch) else {
+        return Ok(());
+    };
+    let managed = state.opensearch_domain().map(|(_, host)| format!("https://{host}"));
+    if managed.as_deref().is_some_and(|m| m == configured.trim_end_matches('/')) {
+        return Ok(());
+    }
+    bail!(
+        "opensearch.endpoint in {} is `{configured}`, a domain this terraform state does not manage, and \
+         opensearch.create is true: apply would create another domain. Set opensearch.create = false to use \
+         `{configured}` as it is, or empty opensearch.endpoint to let terraform create (and manage) one",
+        settings.config_file.display()
+    )
+}
+
 /// `-var` arguments from the settings and the environment.
 fn plan_vars(settings: &Settings) -> Vec<String> {
     let mut vars = vec![
         format!("project_name={}", settings.project),
         format!("region={}", settings.region),
         format!("create_tables={}", settings.create_tables),
+        format!("opensearch_enabled={}", settings.create_opensearch),
     ];
     if let Some(table) = &settings.rate_limiter_table {
         vars.push(format!("rate_limiter_table={table}"));
@@ -397,6 +417,7 @@ fn plan_checked(ctx: &Context, args: &PlanArgs, summarize: bool) -> Result<Optio
     let prepared = prepare(ctx)?;
     check_region(&prepared.settings, args)?;
     check_identifier(&prepared.settings, &prepared.state)?;
+    check_opensearch(&prepared.settings, &prepared.state)?;
     let summary = plan_with(ctx, &prepared, &plan_vars(&prepared.settings), summarize)?;
     Ok(summary.map(|s| (prepared, s)))
 }
@@ -481,7 +502,7 @@ fn apply(ctx: &Context, args: &ApplyArgs) -> Result<()> {
         apply_plan_cmd(&workspace).run(ctx)?;
         workspace.terraform(["output", "-json"]).run(ctx)?;
         println!(
-            "# then: write dsql.identifier, dsql.endpoint and the table names into {}",
+            "# then: write dsql.identifier, dsql.endpoint, the table names and opensearch.endpoint into {}",
             crate::config::user_file()?.display()
         );
         return Ok(());
@@ -509,10 +530,13 @@ fn apply(ctx: &Context, args: &ApplyArgs) -> Result<()> {
         endpoint: Some(outputs.endpoint.clone()),
         rate_limiter_table: Some(outputs.rate_limiter_table.clone()).filter(|t| !t.is_empty()),
         conn_lease_table: Some(outputs.conn_lease_table.clone()).filter(|t| !t.is_empty()),
+        opensearch_endpoint: Some(&outputs.opensearch_endpoint)
+            .filter(|e| !e.is_empty())
+            .map(|host| format!("https://{host}")),
     };
     if settings::write_back(ctx, &prepared.settings, &values)? {
         eprintln!(
-            "wrote dsql.identifier, dsql.endpoint and the table names into {}",
+            "wrote dsql.identifier, dsql.endpoint, the table names and opensearch.endpoint into {}",
             prepared.settings.config_file.display()
         );
     }
@@ -564,6 +588,11 @@ struct Outputs {
     rate_limiter_table: String,
     #[serde(deserialize_with = "value")]
     conn_lease_table: String,
+    /// Absent from a state last applied before the module had a domain.
+    #[serde(default, deserialize_with = "value")]
+    opensearch_domain_name: String,
+    #[serde(default, deserialize_with = "value")]
+    opensearch_endpoint: String,
 }
 
 /// `terraform output -json` wraps every output as `{"value": ..., "type": ...}`.
@@ -593,6 +622,9 @@ fn report_outputs(outputs: &Outputs) {
     }
     if !outputs.conn_lease_table.is_empty() {
         println!("conn lease table    {}", outputs.conn_lease_table);
+    }
+    if !outputs.opensearch_domain_name.is_empty() {
+        println!("opensearch  {}  https://{}", outputs.opensearch_domain_name, outputs.opensearch_endpoint);
     }
 }
 
@@ -792,6 +824,7 @@ fn write_identifier(ctx: &Context, settings: &Settings, identifier: &str) -> Res
         endpoint: Some(endpoint.clone()),
         rate_limiter_table: None,
         conn_lease_table: None,
+        opensearch_endpoint: None,
     };
     if settings::write_back(ctx, settings, &values)? {
         eprintln!(
@@ -985,6 +1018,12 @@ resource \"aws_dynamodb_table\" \"conn_lease\" {
     prevent_destroy = false
   }
 }
+
+resource \"aws_opensearch_domain\" \"visibility\" {
+  lifecycle {
+    prevent_destroy = false
+  }
+}
 ";
 
 fn destroy(ctx: &Context, args: &DestroyArgs) -> Result<()> {
@@ -1002,6 +1041,10 @@ fn destroy(ctx: &Context, args: &DestroyArgs) -> Result<()> {
     eprintln!("  Aurora DSQL cluster {identifier} ({})", settings.region);
     for table in &tables {
         eprintln!("  DynamoDB table {table}");
+    }
+    let domain = state.opensearch_domain().map(|(name, _)| name.to_owned());
+    if let Some(domain) = &domain {
+        eprintln!("  OpenSearch domain {domain} (every workflow's visibility records)");
     }
     confirm_destroy(&settings.project, args.confirm.as_deref())?;
 
@@ -1052,18 +1095,29 @@ fn destroy(ctx: &Context, args: &DestroyArgs) -> Result<()> {
     result?;
     if ctx.dry_run {
         println!(
-            "# then: remove dsql.identifier, dsql.endpoint and the table names from {}",
+            "# then: remove dsql.identifier, dsql.endpoint{} from {}",
+            if domain.is_some() {
+                ", the table names and opensearch.endpoint"
+            } else {
+                " and the table names"
+            },
             settings.config_file.display()
         );
         return Ok(());
     }
     eprintln!(
-        "destroyed cluster {identifier}{}",
-        if tables.is_empty() { String::new() } else { format!(" and tables {}", tables.join(", ")) }
+        "destroyed cluster {identifier}{}{}",
+        if tables.is_empty() { String::new() } else { format!(" and tables {}", tables.join(", ")) },
+        domain.as_ref().map(|d| format!(" and OpenSearch domain {d}")).unwrap_or_default()
     );
-    if settings::clear(ctx, settings)? {
+    if settings::clear(ctx, settings, domain.is_some())? {
         eprintln!(
-            "cleared dsql.identifier, dsql.endpoint and the table names in {}",
+            "cleared dsql.identifier, dsql.endpoint{} in {}",
+            if domain.is_some() {
+                ", the table names and opensearch.endpoint"
+            } else {
+                " and the table names"
+            },
             settings.config_file.display()
         );
     }
@@ -1125,11 +1179,13 @@ fn explain(err: anyhow::Error, what: &str) -> anyhow::Error {
         Some(Failure::AccessDenied) => "AWS refused the call: the credentials lack permissions. `infra` needs \
              dsql:CreateCluster, GetCluster, UpdateCluster, DeleteCluster, TagResource, UntagResource, \
              ListTagsForResource and dynamodb:CreateTable, DescribeTable, DeleteTable, UpdateTimeToLive, \
-             DescribeTimeToLive, DescribeContinuousBackups, TagResource, ListTagsOfResource"
+             DescribeTimeToLive, DescribeContinuousBackups, TagResource, ListTagsOfResource; with \
+             opensearch.create also es:CreateDomain, DescribeDomain, DescribeDomainConfig, UpdateDomainConfig, \
+             DeleteDomain, GetCompatibleVersions, AddTags, ListTags and iam:GetRole (for an assumed role)"
             .to_owned(),
         Some(Failure::PreventDestroy(resources)) => format!(
             "the plan would destroy {} (prevent_destroy in terraform/shared/main.tf forbids it); this happens when \
-             coordination tables are switched off or a change forces a replacement. Undo that change in config.toml, \
+             coordination tables or opensearch.create are switched off or a change forces a replacement. Undo that change in config.toml, \
              or run `cargo xtask infra destroy` to delete everything deliberately",
             if resources.is_empty() { "a protected resource".to_owned() } else { resources.join(", ") }
         ),

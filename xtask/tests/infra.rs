@@ -429,6 +429,146 @@ fn a_cluster_deleted_outside_terraform_and_prevent_destroy_are_explained() {
     assert_eq!(cluster_on_moto(&identifier), None, "and created nothing");
 }
 
+/// What moto says about an OpenSearch domain, when it exists.
+fn domain_on_moto(name: &str) -> Option<aws_sdk_opensearch::types::DomainStatus> {
+    use aws_sdk_opensearch::operation::describe_domain::DescribeDomainError;
+    block_on(async {
+        let sdk = tdsql_test_support::aws_config(REGION).await;
+        match aws_sdk_opensearch::Client::new(&sdk).describe_domain().domain_name(name).send().await {
+            Ok(out) => out.domain_status,
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(DescribeDomainError::is_resource_not_found_exception) =>
+            {
+                None
+            }
+            Err(err) => panic!("DescribeDomain {name} on moto: {err:?}"),
+        }
+    })
+}
+
+/// `opensearch.create = true`: apply creates the domain (one t3.small.search node, 10 GiB gp3,
+/// encrypted, HTTPS only with TLS 1.2, the caller allowed) and writes `https://<endpoint>` into
+/// config.toml with its comments kept, which the dsql profile then renders with; a second apply
+/// changes nothing; destroy deletes the domain and empties opensearch.endpoint.
+#[test]
+fn an_opensearch_domain_is_created_written_back_and_destroyed() {
+    use aws_sdk_opensearch::types as os;
+    let sandbox = Sandbox::new("osdomain");
+    sandbox.write_config(false, REGION);
+    let mut config = std::fs::read_to_string(sandbox.config_file()).unwrap();
+    config.push_str(
+        "\n[visibility]\nbackend = \"opensearch\"  # the team's shared visibility\n\n\
+         [opensearch]\n# Created by infra apply, which fills in the endpoint.\ncreate = true\n",
+    );
+    std::fs::write(sandbox.config_file(), config).unwrap();
+    sandbox.write_tfvars("deletion_protection = false\n");
+
+    let started = std::time::Instant::now();
+    let applied = sandbox.run(&["infra", "apply", "--yes"]).success();
+    let apply_secs = started.elapsed().as_secs_f64();
+    let domain = output_of(&sandbox, "opensearch_domain_name");
+    assert_eq!(domain, format!("{}-visibility", sandbox.project), "the domain is named after the project");
+    let host = output_of(&sandbox, "opensearch_endpoint");
+    assert!(!host.is_empty(), "terraform's opensearch_endpoint output is set");
+    assert!(
+        applied.stdout.contains(&format!("https://{host}")),
+        "apply prints the endpoint:\n{}",
+        applied.stdout
+    );
+    // The provider first looks at a new domain after 10 minutes unless its timeout (5 s on a local
+    // API) ends sooner; with the 10 minutes the whole apply would take over 600 s.
+    assert!(
+        apply_secs < 300.0,
+        "apply took {apply_secs:.0} s: the provider waited for its 10-minute first look"
+    );
+
+    let status = domain_on_moto(&domain).expect("the domain exists on moto");
+    assert_eq!(status.endpoint(), Some(host.as_str()));
+    assert_eq!(status.processing(), Some(false));
+    let cluster = status.cluster_config().unwrap();
+    assert_eq!(
+        cluster.instance_type().map(os::OpenSearchPartitionInstanceType::as_str),
+        Some("t3.small.search")
+    );
+    assert_eq!(cluster.instance_count(), Some(1));
+    let ebs = status.ebs_options().unwrap();
+    assert_eq!((ebs.ebs_enabled(), ebs.volume_size()), (Some(true), Some(10)));
+    assert_eq!(ebs.volume_type().map(os::VolumeType::as_str), Some("gp3"));
+    assert_eq!(
+        status.encryption_at_rest_options().and_then(os::EncryptionAtRestOptions::enabled),
+        Some(true)
+    );
+    assert_eq!(
+        status.node_to_node_encryption_options().and_then(os::NodeToNodeEncryptionOptions::enabled),
+        Some(true)
+    );
+    let https = status.domain_endpoint_options().unwrap();
+    assert_eq!(https.enforce_https(), Some(true));
+    assert_eq!(
+        https.tls_security_policy().map(os::TlsSecurityPolicy::as_str),
+        Some("Policy-Min-TLS-1-2-2019-07")
+    );
+    let policy: serde_json::Value = serde_json::from_str(status.access_policies().unwrap()).unwrap();
+    let statement = &policy["Statement"][0];
+    assert_eq!(statement["Effect"], "Allow", "{policy}");
+    assert_eq!(statement["Action"], "es:ESHttp*", "{policy}");
+    // moto's caller (STS GetCallerIdentity) is arn:aws:sts::123456789012:user/moto.
+    assert!(statement["Principal"]["AWS"].to_string().contains("123456789012"), "the caller: {policy}");
+    assert_eq!(
+        statement["Resource"],
+        format!("arn:aws:es:{REGION}:123456789012:domain/{domain}/*"),
+        "{policy}"
+    );
+
+    let config = std::fs::read_to_string(sandbox.config_file()).unwrap();
+    for expected in [
+        format!("endpoint = \"https://{host}\""),
+        "# Created by infra apply, which fills in the endpoint.".to_owned(),
+        "backend = \"opensearch\"  # the team's shared visibility".to_owned(),
+        "# resource prefix".to_owned(),
+    ] {
+        assert!(config.contains(&expected), "config.toml lacks `{expected}` after apply:\n{config}");
+    }
+    let dsql = sandbox.run(&["--profile", "dsql", "config", "validate"]).success();
+    assert!(!dsql.stderr.contains("opensearch.endpoint"), "the endpoint is accepted:\n{}", dsql.stderr);
+
+    let again = sandbox.run(&["infra", "apply", "--yes"]).success();
+    assert!(again.stderr.contains("no changes"), "the second apply changes nothing:\n{}", again.stderr);
+    assert_eq!(
+        std::fs::read_to_string(sandbox.config_file()).unwrap(),
+        config,
+        "config.toml is left as it was"
+    );
+
+    let destroyed = sandbox.run(&["infra", "destroy", "--confirm", &sandbox.project]).success();
+    assert!(destroyed.stderr.contains(&format!("OpenSearch domain {domain}")), "{}", destroyed.stderr);
+    assert!(domain_on_moto(&domain).is_none(), "the domain is gone");
+    let config = std::fs::read_to_string(sandbox.config_file()).unwrap();
+    assert!(!config.contains(&host), "destroy empties opensearch.endpoint:\n{config}");
+    assert!(config.contains("# Created by infra apply"), "and keeps the comments:\n{config}");
+}
+
+/// opensearch.create with an endpoint the state does not manage would create a second domain.
+#[test]
+fn a_configured_domain_the_state_does_not_manage_is_not_duplicated() {
+    let sandbox = Sandbox::new("osadopt");
+    sandbox.write_config(false, REGION);
+    let mut config = std::fs::read_to_string(sandbox.config_file()).unwrap();
+    config.push_str(
+        "\n[opensearch]\ncreate = true\nendpoint = \"https://search-team-abc.us-east-1.es.amazonaws.com\"\n",
+    );
+    std::fs::write(sandbox.config_file(), config).unwrap();
+    let run = sandbox.run(&["infra", "apply", "--yes"]).failure();
+    run.expect_message(&[
+        "opensearch.endpoint in",
+        "`https://search-team-abc.us-east-1.es.amazonaws.com`",
+        "opensearch.create = false",
+    ]);
+    assert!(!run.stderr.contains("▸ "), "no terraform ran:\n{}", run.stderr);
+}
+
 #[test]
 fn missing_credentials_are_explained() {
     let sandbox = Sandbox::new("nocreds");

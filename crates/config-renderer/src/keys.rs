@@ -254,6 +254,9 @@ fn doc_of(key: &str) -> &'static str {
         "visibility.backend" => {
             "visibility store: elasticsearch (the local container) or opensearch (an Amazon OpenSearch Service domain)"
         }
+        "opensearch.create" => {
+            "create the domain with `cargo xtask infra apply` (one t3.small.search node), which writes opensearch.endpoint"
+        }
         "opensearch.endpoint" => {
             "the OpenSearch domain's endpoint, https://<host> (visibility.backend = \"opensearch\")"
         }

@@ -389,6 +389,9 @@ pub struct Visibility {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct OpenSearch {
+    /// Create the domain with `cargo xtask infra apply` (terraform/shared), which writes its
+    /// endpoint into [`endpoint`](Self::endpoint).
+    pub create: bool,
     /// The domain's endpoint, `https://<host>` (HTTPS only).
     pub endpoint: String,
     /// Region of the domain, which requests are signed for; empty means `project.region`.
@@ -400,6 +403,7 @@ pub struct OpenSearch {
 impl Default for OpenSearch {
     fn default() -> Self {
         Self {
+            create: false,
             endpoint: String::new(),
             region: String::new(),
             index: "temporal_visibility_v1_dev".to_owned(),

@@ -545,12 +545,19 @@ fn visibility(c: &Config, out: &mut Vec<Problem>) {
             "opensearch applies to the dsql profile only: the local profile keeps its Elasticsearch container \
              (its Temporal containers sign with the local key pair, which AWS does not accept)",
         ));
+    } else if endpoint.is_empty() && os.create {
+        // Creating the domain and writing its endpoint is what `infra apply` does.
+        out.push(Problem::pending(
+            "opensearch.endpoint",
+            "is empty while opensearch.create is true: run `cargo xtask infra apply` (it creates the domain and \
+             writes its endpoint here)",
+        ));
     } else if endpoint.is_empty() {
         out.push(Problem::error(
             "opensearch.endpoint",
             "is empty while visibility.backend is opensearch: set the domain's endpoint \
-             (`cargo xtask config set opensearch.endpoint https://<domain host>`), or set visibility.backend = \
-             \"elasticsearch\"",
+             (`cargo xtask config set opensearch.endpoint https://<domain host>`), let `cargo xtask infra apply` \
+             create one (opensearch.create = true), or set visibility.backend = \"elasticsearch\"",
         ));
     }
 }

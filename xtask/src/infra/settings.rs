@@ -1,8 +1,8 @@
 //! The configuration `infra` needs (through [`crate::config`]), and the write-back of what
 //! `apply` created (through its comment-preserving, atomic editor).
 //!
-//! Written back: `dsql.identifier`, `dsql.endpoint` (terraform's `dsql_endpoint` output) and the
-//! table names. config.toml sits above every profile's profile.toml, which is safe for these keys:
+//! Written back: `dsql.identifier`, `dsql.endpoint` (terraform's `dsql_endpoint` output), the
+//! table names and `opensearch.endpoint` (`https://` and the `opensearch_endpoint` output). config.toml sits above every profile's profile.toml, which is safe for these keys:
 //! they only ever name the Aurora DSQL cluster, and the local profile connects to its own
 //! `local.postgres_host` whatever they hold.
 
@@ -19,6 +19,7 @@ pub(crate) const IDENTIFIER: &str = "dsql.identifier";
 pub(crate) const ENDPOINT: &str = "dsql.endpoint";
 pub(crate) const RATE_LIMITER_TABLE: &str = "coordination.rate_limiter.table";
 pub(crate) const CONN_LEASE_TABLE: &str = "coordination.conn_lease.table";
+pub(crate) const OPENSEARCH_ENDPOINT: &str = "opensearch.endpoint";
 
 /// What `infra` reads from the configuration.
 #[derive(Debug, Clone)]
@@ -39,6 +40,10 @@ pub(crate) struct Settings {
     pub(crate) rate_limiter_table: Option<String>,
     /// `coordination.conn_lease.table`, when set.
     pub(crate) conn_lease_table: Option<String>,
+    /// Create the OpenSearch domain of visibility: `opensearch.create`.
+    pub(crate) create_opensearch: bool,
+    /// `opensearch.endpoint`, when set.
+    pub(crate) opensearch_endpoint: Option<String>,
     /// The user's config file (written back after apply and destroy).
     pub(crate) config_file: PathBuf,
     /// Where the Terraform state lives (`infra.state.*`).
@@ -124,6 +129,8 @@ impl Settings {
             create_tables: coordination.rate_limiter.enabled || coordination.conn_lease.enabled,
             rate_limiter_table: set(&coordination.rate_limiter.table),
             conn_lease_table: set(&coordination.conn_lease.table),
+            create_opensearch: effective.opensearch.create,
+            opensearch_endpoint: set(&effective.opensearch.endpoint),
             config_file: effective.user_file.clone(),
             backend: match effective.infra.state.backend {
                 StateBackend::S3 => {
@@ -154,6 +161,8 @@ pub(crate) struct WriteBack {
     pub(crate) endpoint: Option<String>,
     pub(crate) rate_limiter_table: Option<String>,
     pub(crate) conn_lease_table: Option<String>,
+    /// `https://<host>` of the domain terraform created.
+    pub(crate) opensearch_endpoint: Option<String>,
 }
 
 impl WriteBack {
@@ -164,23 +173,25 @@ impl WriteBack {
             endpoint: settings.endpoint.clone(),
             rate_limiter_table: settings.rate_limiter_table.clone(),
             conn_lease_table: settings.conn_lease_table.clone(),
+            opensearch_endpoint: settings.opensearch_endpoint.clone(),
         }
     }
 
     /// `(key, value)` pairs; an empty value clears the key.
-    pub(crate) fn pairs(&self) -> [(&'static str, &str); 4] {
+    pub(crate) fn pairs(&self) -> [(&'static str, &str); 5] {
         [
             (IDENTIFIER, self.identifier.as_deref().unwrap_or_default()),
             (ENDPOINT, self.endpoint.as_deref().unwrap_or_default()),
             (RATE_LIMITER_TABLE, self.rate_limiter_table.as_deref().unwrap_or_default()),
             (CONN_LEASE_TABLE, self.conn_lease_table.as_deref().unwrap_or_default()),
+            (OPENSEARCH_ENDPOINT, self.opensearch_endpoint.as_deref().unwrap_or_default()),
         ]
     }
 }
 
 /// Writes the values into the user's config file (comments kept, atomic) unless it already holds
-/// them; returns whether it wrote. A table that was not created leaves its key alone, so a name
-/// the user chose survives an apply without tables. The endpoint is always written with the
+/// them; returns whether it wrote. A table or domain that was not created leaves its key alone, so
+/// a name (or the endpoint of a domain made elsewhere) the user chose survives an apply without them. The endpoint is always written with the
 /// identifier, so the two never name different clusters.
 pub(crate) fn write_back(ctx: &Context, settings: &Settings, values: &WriteBack) -> Result<bool> {
     let current = WriteBack::current(settings);
@@ -188,6 +199,7 @@ pub(crate) fn write_back(ctx: &Context, settings: &Settings, values: &WriteBack)
     let wanted = WriteBack {
         rate_limiter_table: keep_tables(&values.rate_limiter_table, &current.rate_limiter_table),
         conn_lease_table: keep_tables(&values.conn_lease_table, &current.conn_lease_table),
+        opensearch_endpoint: keep_tables(&values.opensearch_endpoint, &current.opensearch_endpoint),
         ..values.clone()
     };
     if wanted == current {
@@ -197,12 +209,19 @@ pub(crate) fn write_back(ctx: &Context, settings: &Settings, values: &WriteBack)
     Ok(true)
 }
 
-/// Clears every key `apply` wrote, the endpoint included (after destroy); returns whether it wrote.
-pub(crate) fn clear(ctx: &Context, settings: &Settings) -> Result<bool> {
-    if WriteBack::current(settings) == WriteBack::default() {
+/// Clears every key `apply` wrote, the endpoint included (after destroy); `opensearch.endpoint`
+/// only when the destroyed state had a domain (else it names one made elsewhere). Returns whether
+/// it wrote.
+pub(crate) fn clear(ctx: &Context, settings: &Settings, had_domain: bool) -> Result<bool> {
+    let current = WriteBack::current(settings);
+    let cleared = WriteBack {
+        opensearch_endpoint: if had_domain { None } else { current.opensearch_endpoint.clone() },
+        ..WriteBack::default()
+    };
+    if current == cleared {
         return Ok(false);
     }
-    config::write_back(ctx, &WriteBack::default().pairs())?;
+    config::write_back(ctx, &cleared.pairs())?;
     Ok(true)
 }
 

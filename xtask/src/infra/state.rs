@@ -37,8 +37,16 @@ struct StateInstance {
     attributes: Value,
 }
 
-/// The resource types this module manages; anything else means a state of another configuration.
-const OUR_TYPES: [&str; 2] = ["aws_dsql_cluster", "aws_dynamodb_table"];
+/// The resource (and data source) types of this module; anything else means a state of another
+/// configuration.
+const OUR_TYPES: [&str; 6] = [
+    "aws_dsql_cluster",
+    "aws_dynamodb_table",
+    "aws_opensearch_domain",
+    "aws_caller_identity",
+    "aws_partition",
+    "aws_iam_session_context",
+];
 
 impl StateFile {
     /// Reads the state at `path`; a missing file is an empty state.
@@ -110,6 +118,19 @@ impl StateFile {
     /// Whether Aurora DSQL deletion protection was on at the last apply or refresh.
     pub(crate) fn deletion_protection(&self) -> Option<bool> {
         self.cluster_attributes()?.get("deletion_protection_enabled")?.as_bool()
+    }
+
+    /// Name and endpoint (host) of the OpenSearch domain the state manages.
+    pub(crate) fn opensearch_domain(&self) -> Option<(&str, &str)> {
+        let attributes = &self
+            .resources
+            .iter()
+            .find(|r| r.kind == "aws_opensearch_domain" && r.name == "visibility")?
+            .instances
+            .first()?
+            .attributes;
+        let name = attributes.get("domain_name")?.as_str()?;
+        Some((name, attributes.get("endpoint").and_then(Value::as_str).unwrap_or_default()))
     }
 
     /// Names of the DynamoDB tables the state manages.
