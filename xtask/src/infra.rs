@@ -49,6 +49,9 @@ enum InfraCommand {
     /// Where the terraform state lives (`infra.state.*` in config.toml)
     #[command(subcommand)]
     State(StateCommand),
+    /// Create the S3 bucket (versioned, encrypted, no public access) and the DynamoDB lock table
+    /// that infra.state.* names; checks them when they exist
+    BootstrapState,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +120,7 @@ impl InfraArgs {
             InfraCommand::Import(args) => import(ctx, &args),
             InfraCommand::Destroy(args) => destroy(ctx, &args),
             InfraCommand::State(StateCommand::Migrate) => migrate(ctx),
+            InfraCommand::BootstrapState => bootstrap_state(ctx),
         }
     }
 }
@@ -904,6 +908,51 @@ fn print_status(report: &StatusReport, state: &StateFile, settings: &Settings) -
         1 => bail!("{}", problems.remove(0)),
         _ => bail!("{}", problems.join("\n")),
     }
+}
+
+/// `infra bootstrap-state`: the bucket and lock table of the S3 backend, through `tdsql-ops`
+/// (which creates what is missing and checks what exists), then the keys that use them.
+fn bootstrap_state(ctx: &Context) -> Result<()> {
+    let settings = Settings::load(ctx)?;
+    let Backend::S3(s3) = &settings.backend else {
+        bail!(
+            "infra.state.backend is local in {}, so there is no state bucket to create; name one first: `cargo \
+             xtask config set infra.state.backend s3 infra.state.bucket <bucket>` (optionally infra.state.lock_table \
+             <table> for DynamoDB locking), then run `cargo xtask infra bootstrap-state` again",
+            settings.config_file.display()
+        );
+    };
+    let mut cli = vec![
+        "bootstrap-state".to_owned(),
+        "--region".to_owned(),
+        s3.region.clone(),
+        "--bucket".to_owned(),
+        s3.bucket.clone(),
+    ];
+    if let Some(table) = &s3.lock_table {
+        cli.extend(["--lock-table".to_owned(), table.clone()]);
+    }
+    ops::command(cli).run(ctx).map_err(|err| {
+        explain(err, &format!("creating the state bucket {} failed (tdsql-ops bootstrap-state)", s3.bucket))
+    })?;
+    if ctx.dry_run {
+        return Ok(());
+    }
+    let lock = match &s3.lock_table {
+        Some(table) => format!("infra.state.lock_table = \"{table}\""),
+        None => "no lock_table: terraform locks with a lock file next to the state (use_lockfile)".to_owned(),
+    };
+    println!(
+        "\nthe terraform state can live in {} now; the keys in {} that say so:\n  [infra.state]\n  backend = \
+         \"s3\"\n  bucket = \"{}\"\n  key = \"{}\"\n  region = \"{}\"\n  {lock}\nnext: `cargo xtask infra state \
+         migrate` moves an existing local state there; a new clone with these keys plans against it",
+        s3.url(),
+        settings.config_file.display(),
+        s3.bucket,
+        s3.key,
+        s3.region
+    );
+    Ok(())
 }
 
 /// `infra state migrate`: the local state into the configured S3 backend (init against S3, a

@@ -750,6 +750,150 @@ fn a_local_state_migrates_into_s3_and_plans_without_changes() {
     });
 }
 
+/// What moto says about a state bucket: (versioning, default encryption, all four public access
+/// blocks on), independently of the xtask. Versioning is read over plain HTTP: the SDK cannot
+/// decode moto's answer (its root element is not S3's).
+fn bucket_settings(bucket: &str) -> (String, String, bool) {
+    let (status, versioning) = s3_request("GET", &format!("/{bucket}?versioning"));
+    assert_eq!(status, 200, "{versioning}");
+    let versioning = versioning
+        .split_once("<Status>")
+        .and_then(|(_, rest)| rest.split_once("</Status>"))
+        .map(|(status, _)| status.to_owned())
+        .unwrap_or_default();
+    block_on(async {
+        let sdk = tdsql_test_support::aws_config(REGION).await;
+        let config = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build();
+        let s3 = aws_sdk_s3::Client::from_conf(config);
+        let encryption = s3.get_bucket_encryption().bucket(bucket).send().await.unwrap();
+        let algorithm = encryption
+            .server_side_encryption_configuration()
+            .and_then(|c| c.rules().first())
+            .and_then(|r| r.apply_server_side_encryption_by_default())
+            .map(|d| d.sse_algorithm().as_str().to_owned());
+        let block = s3.get_public_access_block().bucket(bucket).send().await.unwrap();
+        let blocked = block.public_access_block_configuration().is_some_and(|c| {
+            [
+                c.block_public_acls(),
+                c.ignore_public_acls(),
+                c.block_public_policy(),
+                c.restrict_public_buckets(),
+            ]
+            .iter()
+            .all(|b| *b == Some(true))
+        });
+        (versioning, algorithm.unwrap_or_default(), blocked)
+    })
+}
+
+/// `infra bootstrap-state` on moto: a dry run creates nothing; the first run creates the bucket
+/// (versioned, AES256 by default, public access blocked) and the lock table (hash key LockID) and
+/// prints the keys; a second run finds both and checks them; a lock table with another key and a
+/// local backend are refused with the key to change.
+#[test]
+fn bootstrap_state_creates_the_bucket_and_lock_table_once() {
+    let sandbox = Sandbox::new("bootstrap");
+    sandbox.write_config(false, REGION);
+    let refused = sandbox.run(&["infra", "bootstrap-state"]).failure();
+    refused.expect_message(&["infra.state.backend is local", "infra.state.bucket <bucket>"]);
+
+    let bucket = format!("{}-state", sandbox.project);
+    let lock_table = format!("{}-locks", sandbox.project);
+    let base = std::fs::read_to_string(sandbox.config_file()).unwrap();
+    std::fs::write(
+        sandbox.config_file(),
+        format!(
+            "{base}\n[infra.state]\nbackend = \"s3\"\nbucket = \"{bucket}\"\nlock_table = \"{lock_table}\"\n"
+        ),
+    )
+    .unwrap();
+
+    let dry = sandbox.run(&["--dry-run", "infra", "bootstrap-state"]).success();
+    assert!(
+        dry.stdout.contains(&format!(
+            "bootstrap-state --region {REGION} --bucket {bucket} --lock-table {lock_table}"
+        )),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(s3_request("HEAD", &format!("/{bucket}")).0, 404, "a dry run creates no bucket");
+
+    let first = sandbox.run(&["infra", "bootstrap-state"]).success();
+    for line in [
+        format!("bucket      {bucket}: created in {REGION}"),
+        "versioning  Enabled (turned on)".to_owned(),
+        "encryption  AES256 by default (turned on)".to_owned(),
+        "public      all public access blocked (turned on)".to_owned(),
+        format!("lock table  {lock_table}: created, hash key LockID (S), on-demand"),
+        format!("bucket = \"{bucket}\""),
+        format!("key = \"{}/terraform/shared.tfstate\"", sandbox.project),
+        format!("infra.state.lock_table = \"{lock_table}\""),
+        "cargo xtask infra state migrate".to_owned(),
+    ] {
+        assert!(first.stdout.contains(&line), "`{line}` missing:\n{}", first.stdout);
+    }
+    assert_eq!(bucket_settings(&bucket), ("Enabled".to_owned(), "AES256".to_owned(), true));
+    let key = block_on(async {
+        let sdk = tdsql_test_support::aws_config(REGION).await;
+        let table = aws_sdk_dynamodb::Client::new(&sdk).describe_table().table_name(&lock_table).send().await;
+        table.unwrap().table.unwrap().key_schema()[0].attribute_name().to_owned()
+    });
+    assert_eq!(key, "LockID", "terraform's lock key");
+
+    let second = sandbox.run(&["infra", "bootstrap-state"]).success();
+    for line in [
+        format!("bucket      {bucket}: exists, checking its settings"),
+        "versioning  Enabled (was already)".to_owned(),
+        "encryption  AES256 by default (was already)".to_owned(),
+        "public      all public access blocked (was already)".to_owned(),
+        format!("lock table  {lock_table}: exists, hash key LockID (S)"),
+    ] {
+        assert!(second.stdout.contains(&line), "`{line}` missing:\n{}", second.stdout);
+    }
+    assert!(!second.stdout.contains("turned on"), "nothing changed:\n{}", second.stdout);
+
+    // A table of the coordination kind (hash key pk) is no lock table.
+    let (rate_limiter, _) = table_names(&sandbox);
+    block_on(async {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        let sdk = tdsql_test_support::aws_config(REGION).await;
+        aws_sdk_dynamodb::Client::new(&sdk)
+            .create_table()
+            .table_name(&rate_limiter)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("pk")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let config = std::fs::read_to_string(sandbox.config_file()).unwrap().replace(&lock_table, &rate_limiter);
+    std::fs::write(sandbox.config_file(), config).unwrap();
+    let wrong = sandbox.run(&["infra", "bootstrap-state"]).failure();
+    wrong.expect_message(&[
+        &format!("table `{rate_limiter}` exists but its key is not"),
+        "infra.state.lock_table",
+    ]);
+
+    block_on(async {
+        let sdk = tdsql_test_support::aws_config(REGION).await;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        for table in [&lock_table, &rate_limiter] {
+            dynamodb.delete_table().table_name(table).send().await.unwrap();
+        }
+    });
+}
+
 /// A clone that starts on the S3 backend (S3's own lock file): the dry run shows the backend
 /// settings; a local state without resources (as a destroy leaves it) is moved aside instead of
 /// making the first init ask whether to migrate it; the plan runs against the S3 state.

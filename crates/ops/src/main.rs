@@ -3,6 +3,7 @@
 //! The xtask builds and runs this binary on demand, so that `cargo xtask --help` and the
 //! commands that only drive Docker never compile the AWS SDK (about 200 crates).
 
+mod bootstrap_state;
 mod cost;
 mod infra_status;
 mod pki;
@@ -30,6 +31,8 @@ enum Command {
     Schema(schema::SchemaArgs),
     /// Ask AWS for the state of the project's cluster and tables; JSON on stdout
     InfraStatus(infra_status::InfraStatusArgs),
+    /// Create (or check) the S3 bucket and DynamoDB lock table of the Terraform state
+    BootstrapState(bootstrap_state::BootstrapStateArgs),
     /// What the cluster cost in a window, from CloudWatch's DPU and storage metrics
     Cost(cost::CostArgs),
     /// Add the cost of a load run (DPUs per workflow) to its JSON report
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
             Command::AwsCredentials => aws_credentials().await,
             Command::Schema(args) => args.run().await,
             Command::InfraStatus(args) => args.run().await,
+            Command::BootstrapState(args) => args.run().await,
             Command::Cost(args) => args.run().await,
             Command::CostLoad(args) => args.run().await,
             Command::CostEstimate(args) => args.run(),
