@@ -661,6 +661,18 @@ struct StatusReport {
     region: String,
     cluster: Option<ClusterStatus>,
     tables: Vec<TableStatus>,
+    #[serde(default)]
+    opensearch: Option<DomainStatus>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DomainStatus {
+    name: String,
+    found: bool,
+    endpoint: Option<String>,
+    processing: Option<bool>,
+    deleted: Option<bool>,
+    engine_version: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -719,8 +731,23 @@ fn status(ctx: &Context) -> Result<()> {
             cli.push(format!("{role}={name}"));
         }
     }
+    // The domain terraform manages, else the one opensearch.endpoint names (made elsewhere).
+    let managed_domain = state.opensearch_domain().map(|(name, _)| name.to_owned());
+    if let Some(name) = &managed_domain {
+        cli.extend(["--opensearch-domain".to_owned(), name.clone()]);
+    } else if settings.opensearch_visibility
+        && let Some(host) = settings.opensearch_endpoint.as_deref().and_then(endpoint_host)
+    {
+        cli.extend(["--opensearch-endpoint".to_owned(), host.to_owned()]);
+    }
     let report = ask_aws(ctx, cli)?;
     print_status(&report, state, settings)
+}
+
+/// The host of an `https://<host>[/]` endpoint.
+fn endpoint_host(endpoint: &str) -> Option<&str> {
+    let host = endpoint.strip_prefix("https://")?;
+    Some(host.strip_suffix('/').unwrap_or(host)).filter(|h| !h.is_empty())
 }
 
 /// Runs `tdsql-ops <cli>` (an `infra-status` query; it runs under `--dry-run` too, being
@@ -903,6 +930,9 @@ fn print_status(report: &StatusReport, state: &StateFile, settings: &Settings) -
             ));
         }
     }
+    if let Some(domain) = &report.opensearch {
+        print_domain(domain, settings, &mut problems);
+    }
     match problems.len() {
         0 => Ok(()),
         1 => bail!("{}", problems.remove(0)),
@@ -953,6 +983,48 @@ fn bootstrap_state(ctx: &Context) -> Result<()> {
         s3.region
     );
     Ok(())
+}
+
+fn print_domain(domain: &DomainStatus, settings: &Settings, problems: &mut Vec<String>) {
+    if !domain.found {
+        println!("opensearch  {}  NOT FOUND", domain.name);
+        problems.push(format!(
+            "OpenSearch domain `{}` does not exist; set opensearch.create = true and run `cargo xtask infra apply` to \
+             create one, or fix opensearch.endpoint in {}",
+            domain.name,
+            settings.config_file.display()
+        ));
+        return;
+    }
+    let state = match (domain.deleted, domain.processing) {
+        (Some(true), _) => "DELETING",
+        (_, Some(true)) => "processing (a change or the creation is being applied)",
+        (_, Some(false)) => "ready (processing false)",
+        _ => "unknown",
+    };
+    let endpoint = domain.endpoint.as_deref().map(|e| format!("https://{e}"));
+    println!(
+        "opensearch  {}  {}  {state}",
+        domain.name,
+        domain.engine_version.as_deref().unwrap_or("engine unknown")
+    );
+    println!("            {}", endpoint.as_deref().unwrap_or("no endpoint yet"));
+    if let (Some(actual), Some(configured)) = (&endpoint, &settings.opensearch_endpoint)
+        && configured.trim_end_matches('/') != actual
+    {
+        problems.push(format!(
+            "opensearch.endpoint in {} is `{configured}`, but domain `{}` answers at {actual}; run `cargo xtask infra \
+             apply` to write it back, or fix the key",
+            settings.config_file.display(),
+            domain.name
+        ));
+    } else if settings.opensearch_visibility && settings.opensearch_endpoint.is_none() {
+        problems.push(format!(
+            "visibility.backend is opensearch but opensearch.endpoint is empty in {}; run `cargo xtask infra apply` \
+             to write the domain's endpoint",
+            settings.config_file.display()
+        ));
+    }
 }
 
 /// `infra state migrate`: the local state into the configured S3 backend (init against S3, a

@@ -533,6 +533,13 @@ fn an_opensearch_domain_is_created_written_back_and_destroyed() {
     }
     let dsql = sandbox.run(&["--profile", "dsql", "config", "validate"]).success();
     assert!(!dsql.stderr.contains("opensearch.endpoint"), "the endpoint is accepted:\n{}", dsql.stderr);
+    let status = sandbox.run(&["infra", "status"]).success();
+    assert!(
+        status.stdout.contains(&format!("opensearch  {domain}  OpenSearch_2.19  ready (processing false)")),
+        "{}",
+        status.stdout
+    );
+    assert!(status.stdout.contains(&format!("            https://{host}")), "{}", status.stdout);
 
     let again = sandbox.run(&["infra", "apply", "--yes"]).success();
     assert!(again.stderr.contains("no changes"), "the second apply changes nothing:\n{}", again.stderr);
@@ -548,6 +555,47 @@ fn an_opensearch_domain_is_created_written_back_and_destroyed() {
     let config = std::fs::read_to_string(sandbox.config_file()).unwrap();
     assert!(!config.contains(&host), "destroy empties opensearch.endpoint:\n{config}");
     assert!(config.contains("# Created by infra apply"), "and keeps the comments:\n{config}");
+}
+
+/// A domain made elsewhere: status finds it by opensearch.endpoint (no terraform involved) and says
+/// so when the endpoint names no domain.
+#[test]
+fn status_finds_a_domain_made_elsewhere_by_its_endpoint() {
+    let sandbox = Sandbox::new("osstatus");
+    let domain = format!("{}-os", sandbox.project);
+    let (identifier, host) = block_on(async {
+        let sdk = tdsql_test_support::aws_config(REGION).await;
+        let cluster =
+            aws_sdk_dsql::Client::new(&sdk).create_cluster().deletion_protection_enabled(false).send();
+        let identifier = cluster.await.unwrap().identifier().to_owned();
+        let created = aws_sdk_opensearch::Client::new(&sdk).create_domain().domain_name(&domain).send().await;
+        let host = created.unwrap().domain_status().unwrap().endpoint().unwrap().to_owned();
+        (identifier, host)
+    });
+    let write = |endpoint: &str| {
+        sandbox.write_config(false, REGION);
+        let mut config = std::fs::read_to_string(sandbox.config_file()).unwrap();
+        config.push_str(&format!(
+            "\n[dsql]\nidentifier = \"{identifier}\"\n[visibility]\nbackend = \"opensearch\"\n[opensearch]\nendpoint = \"{endpoint}\"\n"
+        ));
+        std::fs::write(sandbox.config_file(), config).unwrap();
+    };
+    write(&format!("https://{host}"));
+    let status = sandbox.run(&["infra", "status"]).success();
+    assert!(status.stdout.contains(&format!("opensearch  {domain}  ")), "{}", status.stdout);
+    assert!(status.stdout.contains("ready (processing false)"), "{}", status.stdout);
+
+    write("https://search-nothing-here.us-east-1.es.amazonaws.com");
+    let missing = sandbox.run(&["infra", "status"]).failure();
+    missing.expect_message(&[
+        "OpenSearch domain `search-nothing-here.us-east-1.es.amazonaws.com` does not exist",
+    ]);
+
+    block_on(async {
+        let sdk = tdsql_test_support::aws_config(REGION).await;
+        aws_sdk_opensearch::Client::new(&sdk).delete_domain().domain_name(&domain).send().await.unwrap();
+        aws_sdk_dsql::Client::new(&sdk).delete_cluster().identifier(&identifier).send().await.unwrap();
+    });
 }
 
 /// opensearch.create with an endpoint the state does not manage would create a second domain.

@@ -25,6 +25,12 @@ pub(crate) struct InfraStatusArgs {
     /// DynamoDB table to look up, as ROLE=NAME (roles: rate_limiter, conn_lease); repeatable
     #[arg(long = "table", value_parser = parse_table)]
     tables: Vec<(String, String)>,
+    /// OpenSearch domain to look up by name
+    #[arg(long)]
+    opensearch_domain: Option<String>,
+    /// OpenSearch domain to look up by its endpoint host (one made elsewhere), when no name is given
+    #[arg(long)]
+    opensearch_endpoint: Option<String>,
 }
 
 pub(crate) fn parse_table(value: &str) -> Result<(String, String), String> {
@@ -40,6 +46,22 @@ struct Report {
     region: String,
     cluster: Option<ClusterState>,
     tables: Vec<TableState>,
+    opensearch: Option<DomainState>,
+}
+
+/// One OpenSearch domain as DescribeDomain(s) describes it.
+#[derive(Debug, Serialize)]
+struct DomainState {
+    /// The name asked for, or the endpoint when looked up by it and not found.
+    name: String,
+    found: bool,
+    /// The domain's endpoint host.
+    endpoint: Option<String>,
+    /// True while a change (or the creation) is being applied.
+    processing: Option<bool>,
+    /// True once a deletion has started.
+    deleted: Option<bool>,
+    engine_version: Option<String>,
 }
 
 /// One Aurora DSQL cluster as GetCluster describes it.
@@ -84,7 +106,14 @@ impl InfraStatusArgs {
         for (role, name) in &self.tables {
             tables.push(table_state(&dynamodb, role, name).await?);
         }
-        let report = Report { region: self.region, cluster, tables };
+        let opensearch = match (&self.opensearch_domain, &self.opensearch_endpoint) {
+            (Some(name), _) => Some(domain_by_name(&aws_sdk_opensearch::Client::new(&config), name).await?),
+            (None, Some(host)) => {
+                Some(domain_by_endpoint(&aws_sdk_opensearch::Client::new(&config), host).await?)
+            }
+            (None, None) => None,
+        };
+        let report = Report { region: self.region, cluster, tables, opensearch };
         println!("{}", serde_json::to_string_pretty(&report)?);
         Ok(())
     }
@@ -115,6 +144,67 @@ async fn cluster_state(client: &aws_sdk_dsql::Client, identifier: &str) -> Resul
             bail!("GetCluster {identifier} failed ({code}): {}", DisplayErrorContext(&err))
         }
     }
+}
+
+fn domain_state(status: &aws_sdk_opensearch::types::DomainStatus) -> DomainState {
+    DomainState {
+        name: status.domain_name().to_owned(),
+        found: true,
+        endpoint: status.endpoint().map(str::to_owned),
+        processing: status.processing(),
+        deleted: status.deleted(),
+        engine_version: status.engine_version().map(str::to_owned),
+    }
+}
+
+fn domain_not_found(name: &str) -> DomainState {
+    DomainState {
+        name: name.to_owned(),
+        found: false,
+        endpoint: None,
+        processing: None,
+        deleted: None,
+        engine_version: None,
+    }
+}
+
+async fn domain_by_name(client: &aws_sdk_opensearch::Client, name: &str) -> Result<DomainState> {
+    use aws_sdk_opensearch::operation::describe_domain::DescribeDomainError;
+    match client.describe_domain().domain_name(name).send().await {
+        Ok(out) => Ok(out.domain_status().map_or_else(|| domain_not_found(name), domain_state)),
+        Err(err)
+            if err.as_service_error().is_some_and(DescribeDomainError::is_resource_not_found_exception) =>
+        {
+            Ok(domain_not_found(name))
+        }
+        Err(err) => {
+            let code = err.code().unwrap_or("no error code").to_owned();
+            bail!("DescribeDomain {name} failed ({code}): {}", DisplayErrorContext(&err))
+        }
+    }
+}
+
+/// The domain of the region whose endpoint is `host` (DescribeDomains takes five names at a time).
+async fn domain_by_endpoint(client: &aws_sdk_opensearch::Client, host: &str) -> Result<DomainState> {
+    let names = client
+        .list_domain_names()
+        .send()
+        .await
+        .map_err(|err| anyhow::anyhow!("ListDomainNames failed: {}", DisplayErrorContext(&err)))?;
+    let names: Vec<String> =
+        names.domain_names().iter().filter_map(|d| d.domain_name().map(str::to_owned)).collect();
+    for chunk in names.chunks(5) {
+        let described = client
+            .describe_domains()
+            .set_domain_names(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|err| anyhow::anyhow!("DescribeDomains failed: {}", DisplayErrorContext(&err)))?;
+        if let Some(status) = described.domain_status_list().iter().find(|d| d.endpoint() == Some(host)) {
+            return Ok(domain_state(status));
+        }
+    }
+    Ok(domain_not_found(host))
 }
 
 async fn table_state(client: &aws_sdk_dynamodb::Client, role: &str, name: &str) -> Result<TableState> {

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use tdsql_config_renderer::StateBackend;
+use tdsql_config_renderer::{StateBackend, VisibilityBackend};
 
 use crate::config;
 use crate::context::Context;
@@ -44,6 +44,8 @@ pub(crate) struct Settings {
     pub(crate) create_opensearch: bool,
     /// `opensearch.endpoint`, when set.
     pub(crate) opensearch_endpoint: Option<String>,
+    /// Whether Temporal's visibility is on OpenSearch (`visibility.backend = "opensearch"`).
+    pub(crate) opensearch_visibility: bool,
     /// The user's config file (written back after apply and destroy).
     pub(crate) config_file: PathBuf,
     /// Where the Terraform state lives (`infra.state.*`).
@@ -131,6 +133,7 @@ impl Settings {
             conn_lease_table: set(&coordination.conn_lease.table),
             create_opensearch: effective.opensearch.create,
             opensearch_endpoint: set(&effective.opensearch.endpoint),
+            opensearch_visibility: effective.visibility.backend == VisibilityBackend::Opensearch,
             config_file: effective.user_file.clone(),
             backend: match effective.infra.state.backend {
                 StateBackend::S3 => {
