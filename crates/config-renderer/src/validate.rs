@@ -469,8 +469,8 @@ fn infra_state(c: &Config, out: &mut Vec<Problem>) {
     if bucket.is_empty() {
         out.push(Problem::error(
             "infra.state.bucket",
-            "is empty while infra.state.backend is s3: name the team's state bucket (an existing one; README.md, \
-             \"Shared Terraform state\", says how to make one), or set infra.state.backend = \"local\"",
+            "is empty while infra.state.backend is s3: name the team's state bucket (`cargo xtask infra \
+             bootstrap-state` creates it), or set infra.state.backend = \"local\"",
         ));
     } else if !s3_bucket_name_ok(bucket) {
         out.push(Problem::error(
