@@ -1183,6 +1183,28 @@ fn dry_run_plans_match_the_expected_files() {
     expect_file("infra-plan-docker.txt", &normalize(&docker.stdout, &sandbox).replace(&owner, "$UID:$GID"));
 }
 
+/// The plans of an apply that creates the OpenSearch domain and of `bootstrap-state`.
+#[test]
+fn dry_run_plans_of_the_domain_and_the_state_bucket() {
+    let sandbox = Sandbox::new("dryrunos");
+    sandbox.write_config(false, REGION);
+    let base = std::fs::read_to_string(sandbox.config_file()).unwrap();
+    std::fs::write(sandbox.config_file(), format!("{base}\n[opensearch]\ncreate = true\n")).unwrap();
+    let apply = sandbox.run(&["--dry-run", "infra", "apply", "--yes"]).success();
+    expect_file("infra-apply-opensearch.txt", &normalize(&apply.stdout, &sandbox));
+
+    std::fs::write(
+        sandbox.config_file(),
+        format!(
+            "{base}\n[infra.state]\nbackend = \"s3\"\nbucket = \"{}-state\"\nlock_table = \"{}-locks\"\n",
+            sandbox.project, sandbox.project
+        ),
+    )
+    .unwrap();
+    let bootstrap = sandbox.run(&["--dry-run", "infra", "bootstrap-state"]).success();
+    expect_file("infra-bootstrap-state.txt", &normalize(&bootstrap.stdout, &sandbox));
+}
+
 /// Adopting a cluster made elsewhere: an unknown identifier fails before Terraform runs;
 /// `--config-only` just writes dsql.identifier; `import` puts it into the state, and the plan
 /// it runs afterwards shows no changes, because the cluster was made the way terraform/shared
