@@ -998,10 +998,10 @@ impl Drop for ComposeProject {
     }
 }
 
-/// Runs Docker Compose v2's own loader (`config --quiet`) over a profile's compose file, with the
+/// Runs Docker Compose v2's own loader (`config <flag>`) over a profile's compose file, with the
 /// env file and the project directory (where `generated/` is) given; fails with compose's message.
 /// The environment is cleared so only the env file (and the process secrets) feed interpolation.
-fn compose_loader_accepts(profile: &str, project: &ComposeProject, env_file: &Path) {
+fn compose_loader(profile: &str, project: &ComposeProject, env_file: &Path, flag: &str) -> String {
     let out = std::process::Command::new(tdsql_test_support::compose())
         .env_clear()
         .env(GRAFANA_PASSWORD_ENV, "sample-password")
@@ -1014,43 +1014,28 @@ fn compose_loader_accepts(profile: &str, project: &ComposeProject, env_file: &Pa
         .arg(env_file)
         .arg("-f")
         .arg(compose_path(profile))
-        .args(["config", "--quiet"])
+        .args(["config", flag])
         .output()
         .expect("run docker compose (TDSQL_COMPOSE)");
     assert!(
         out.status.success(),
-        "docker compose rejects profiles/{profile}/compose.yaml with {}:\n{}{}",
+        "docker compose config {flag} rejects profiles/{profile}/compose.yaml with {}:\n{}{}",
         env_file.display(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Compose's loader accepts a profile with `env_file`.
+fn compose_loader_accepts(profile: &str, project: &ComposeProject, env_file: &Path) {
+    compose_loader(profile, project, env_file, "--quiet");
 }
 
 /// The services compose's loader enables for a profile with `env_file` (`config --services`: the
 /// profiles that env file's COMPOSE_PROFILES turns on).
 fn compose_loader_services(profile: &str, project: &ComposeProject, env_file: &Path) -> BTreeSet<String> {
-    let out = std::process::Command::new(tdsql_test_support::compose())
-        .env_clear()
-        .env(GRAFANA_PASSWORD_ENV, "sample-password")
-        .env("HOME", "/home/someone")
-        .arg("--project-name")
-        .arg(format!("tdsql-{profile}"))
-        .arg("--project-directory")
-        .arg(&project.0)
-        .arg("--env-file")
-        .arg(env_file)
-        .arg("-f")
-        .arg(compose_path(profile))
-        .args(["config", "--services"])
-        .output()
-        .expect("run docker compose (TDSQL_COMPOSE)");
-    assert!(
-        out.status.success(),
-        "docker compose config --services fails for profiles/{profile}/compose.yaml with {}:\n{}",
-        env_file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    compose_loader(profile, project, env_file, "--services").lines().map(str::to_owned).collect()
 }
 
 /// Compose's loader over both profiles with the sample values (every COMPOSE_VARIABLES entry) and
