@@ -769,20 +769,26 @@ impl GatewayPlan<'_> {
         for reference in references(GATEWAY_REPOSITORY, self.tags, self.revision) {
             cmd = cmd.arg("--tag").arg(reference);
         }
-        cmd = cmd.arg(match self.output {
-            Output::Load => "--load",
-            Output::Push => "--push",
-        });
-        if let Some(dir) = &self.cache_dir {
-            let mut from = std::ffi::OsString::from("type=local,src=");
-            from.push(dir);
-            let mut to = std::ffi::OsString::from("type=local,dest=");
-            to.push(dir);
-            to.push(",mode=max");
-            cmd = cmd.arg("--cache-from").arg(from).arg("--cache-to").arg(to);
-        }
-        cmd.arg(root)
+        output_and_cache(cmd, self.output, self.cache_dir.as_deref()).arg(root)
     }
+}
+
+/// `--load` or `--push`, and the local layer cache when there is one (read and written, all
+/// stages: `mode=max`).
+fn output_and_cache(cmd: crate::exec::Cmd, output: Output, cache_dir: Option<&Path>) -> crate::exec::Cmd {
+    let mut cmd = cmd.arg(match output {
+        Output::Load => "--load",
+        Output::Push => "--push",
+    });
+    if let Some(dir) = cache_dir {
+        let mut from = std::ffi::OsString::from("type=local,src=");
+        from.push(dir);
+        let mut to = std::ffi::OsString::from("type=local,dest=");
+        to.push(dir);
+        to.push(",mode=max");
+        cmd = cmd.arg("--cache-from").arg(from).arg("--cache-to").arg(to);
+    }
+    cmd
 }
 
 /// buildx is a CLI plugin: without it, `docker buildx` fails with a message that does not say
@@ -950,19 +956,7 @@ impl Plan<'_> {
         for reference in self.references() {
             cmd = cmd.arg("--tag").arg(reference);
         }
-        cmd = cmd.arg(match self.output {
-            Output::Load => "--load",
-            Output::Push => "--push",
-        });
-        if let Some(dir) = &self.cache_dir {
-            let mut from = std::ffi::OsString::from("type=local,src=");
-            from.push(dir);
-            let mut to = std::ffi::OsString::from("type=local,dest=");
-            to.push(dir);
-            to.push(",mode=max");
-            cmd = cmd.arg("--cache-from").arg(from).arg("--cache-to").arg(to);
-        }
-        cmd.arg(root)
+        output_and_cache(cmd, self.output, self.cache_dir.as_deref()).arg(root)
     }
 
     /// One line on stderr saying what is about to be built.
