@@ -2,6 +2,10 @@
 //! contract with the fork, no secrets in any rendered file, every YAML parses to what Temporal
 //! and Grafana expect, and the dashboards are the `grafana/` sources with the cluster preselected.
 
+mod common;
+
+use common::root;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -38,21 +42,9 @@ const LOCAL_USER_CONFIG: &str = r#"
 grafana_admin_password = "Sentinel-Grafana-Password-7f3a"
 "#;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn config(profile: &str) -> Config {
     let user = if profile == "dsql" { DSQL_USER_CONFIG } else { LOCAL_USER_CONFIG };
-    let file = root().join("profiles").join(profile).join("profile.toml");
-    Loader::new()
-        .file(&file, &format!("profiles/{profile}/profile.toml"))
-        .unwrap()
-        .text(user, "config.toml")
-        .unwrap()
-        .load()
-        .unwrap()
-        .config
+    common::load(profile, user)
 }
 
 fn rendered(profile: &str) -> Vec<Rendered> {

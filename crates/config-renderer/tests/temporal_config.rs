@@ -2,28 +2,20 @@
 //! template expressions are replaced as the server does, into the shape Temporal reads; and user
 //! strings, however odd, come back as they were written without opening a Go template action.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use serde::Deserialize;
+use tdsql_config_renderer::Config;
 use tdsql_config_renderer::render::{self, Rendered};
-use tdsql_config_renderer::{Config, Loader};
 
 /// The two Go template expressions the template carries, and what the server puts in their place.
 const GO_EXPRESSIONS: [(&str, &str); 2] =
     [("{{ env \"TEMPORAL_BROADCAST_ADDRESS\" }}", "172.18.0.7"), ("{{ env \"BIND_ON_IP\" }}", "0.0.0.0")];
 
 fn config(profile: &str, user: &str) -> Config {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let file = root.join("profiles").join(profile).join("profile.toml");
-    Loader::new()
-        .file(&file, &format!("profiles/{profile}/profile.toml"))
-        .unwrap()
-        .text(user, "config.toml")
-        .unwrap()
-        .load()
-        .unwrap()
-        .config
+    common::load(profile, user)
 }
 
 fn server_config(config: &Config, profile: &str) -> String {
