@@ -28,7 +28,8 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The PostgreSQL the gateway forwards to.
 #[derive(Clone)]
 pub struct UpstreamConfig {
-    /// Host name or address.
+    /// Host name or address, or, starting with `/`, the directory of PostgreSQL's Unix-domain
+    /// socket (`<host>/.s.PGSQL.<port>`), as libpq reads a host.
     pub host: String,
     /// Port.
     pub port: u16,
@@ -57,22 +58,23 @@ impl std::fmt::Debug for UpstreamConfig {
 }
 
 impl UpstreamConfig {
-    /// Reads a `postgres://user:password@host:port/database` URL (or a key=value string).
+    /// Reads a `postgres://user:password@host:port/database` URL (or a key=value string). A host
+    /// that is a directory (`?host=/var/run/postgresql`, or `%2Fvar%2Frun%2Fpostgresql` in the
+    /// authority) means PostgreSQL's Unix-domain socket in it.
     ///
     /// # Errors
-    /// An unparsable URL, or one without a TCP host.
+    /// An unparsable URL, or one without a host.
     pub fn from_url(url: &str) -> Result<Self, GatewayError> {
         let config: tokio_postgres::Config =
             url.parse().map_err(|e: tokio_postgres::Error| GatewayError::UpstreamUrl(e.to_string()))?;
         let host = config
             .get_hosts()
-            .iter()
-            .find_map(|h| match h {
-                tokio_postgres::config::Host::Tcp(host) => Some(host.clone()),
-                #[allow(unreachable_patterns)]
-                _ => None,
+            .first()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(host) => host.clone(),
+                tokio_postgres::config::Host::Unix(dir) => dir.to_string_lossy().into_owned(),
             })
-            .ok_or_else(|| GatewayError::UpstreamUrl("no TCP host in the upstream URL".to_owned()))?;
+            .ok_or_else(|| GatewayError::UpstreamUrl("no host in the upstream URL".to_owned()))?;
         let user = config.get_user().unwrap_or("postgres").to_owned();
         Ok(Self {
             host,
@@ -533,7 +535,7 @@ impl Gateway {
         secret: i32,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let upstream = &self.config.upstream;
-        let mut stream = TcpStream::connect((upstream.host.as_str(), upstream.port)).await?;
+        let mut stream = UpstreamStream::connect(upstream).await?;
         stream.write_all(&wire::cancel_request(pid, secret)).await?;
         Ok(())
     }
@@ -586,12 +588,97 @@ async fn refuse_plain(
 }
 
 fn upstream_addr(config: &UpstreamConfig) -> String {
+    if config.host.starts_with('/') {
+        return format!("{}/.s.PGSQL.{}", config.host, config.port);
+    }
     format!("{}:{}", config.host, config.port)
+}
+
+/// A connection to the upstream PostgreSQL: TCP, or its Unix-domain socket, which skips the TCP
+/// stack on both ends (the gateway's largest cost per query is the kernel's).
+pub(crate) enum UpstreamStream {
+    Tcp(TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+impl UpstreamStream {
+    async fn connect(config: &UpstreamConfig) -> std::io::Result<Self> {
+        if config.host.starts_with('/') {
+            return Ok(Self::Unix(tokio::net::UnixStream::connect(upstream_addr(config)).await?));
+        }
+        let tcp = TcpStream::connect((config.host.as_str(), config.port)).await?;
+        let _ = tcp.set_nodelay(true);
+        Ok(Self::Tcp(tcp))
+    }
+}
+
+impl AsyncRead for UpstreamStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Self::Unix(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for UpstreamStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Self::Unix(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Unix(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Tcp(s) => s.is_write_vectored(),
+            Self::Unix(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Self::Unix(s) => std::pin::Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Self::Unix(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+        }
+    }
 }
 
 /// An authenticated upstream connection, ready for queries.
 struct Upstream {
-    framed: Framed<TcpStream, FrameCodec>,
+    framed: Framed<UpstreamStream, FrameCodec>,
     parameters: Vec<(String, String)>,
     key: Option<(i32, i32)>,
 }
@@ -605,11 +692,10 @@ async fn connect_upstream(
 ) -> Result<Upstream, GatewayError> {
     let addr = upstream_addr(config);
     let failed = |reason: String| GatewayError::Upstream { addr: addr.clone(), reason };
-    let tcp = timeout(Duration::from_secs(10), TcpStream::connect((config.host.as_str(), config.port)))
+    let tcp = timeout(Duration::from_secs(10), UpstreamStream::connect(config))
         .await
         .map_err(|_| failed("connect timed out".to_owned()))?
         .map_err(|e| failed(e.to_string()))?;
-    let _ = tcp.set_nodelay(true);
     let lock_timeout = format!("{}ms", txn.lock_timeout.as_millis().max(1));
     let mut params: Vec<(&str, &str)> = vec![
         ("user", &config.user),
@@ -724,7 +810,10 @@ async fn connect_upstream(
     }
 }
 
-async fn send_password(framed: &mut Framed<TcpStream, FrameCodec>, password: &[u8]) -> std::io::Result<()> {
+async fn send_password(
+    framed: &mut Framed<UpstreamStream, FrameCodec>,
+    password: &[u8],
+) -> std::io::Result<()> {
     let mut body = BytesMut::with_capacity(password.len() + 1);
     body.put_slice(password);
     body.put_u8(0);
@@ -757,7 +846,7 @@ async fn adapt_parameters(upstream: &mut Upstream, passed: &[(&str, &str)]) -> R
 /// Runs `sql` as a simple Query and waits for ReadyForQuery; an error's message is the `Err`.
 /// Returns the parameters the server reported as changed.
 async fn simple_query(
-    framed: &mut Framed<TcpStream, FrameCodec>,
+    framed: &mut Framed<UpstreamStream, FrameCodec>,
     sql: &str,
 ) -> Result<Vec<(String, String)>, String> {
     framed.send(wire::query(sql)).await.map_err(|e| e.to_string())?;

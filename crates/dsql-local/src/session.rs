@@ -188,7 +188,7 @@ struct SimpleRun {
 /// The engine of one connection.
 pub(crate) struct Session<C> {
     client: Framed<C, FrameCodec>,
-    upstream: Framed<tokio::net::TcpStream, FrameCodec>,
+    upstream: Framed<crate::server::UpstreamStream, FrameCodec>,
     shared: Arc<Shared>,
     pending: VecDeque<Expect>,
     statements: HashMap<String, Arc<Prepared>>,
@@ -221,7 +221,7 @@ pub(crate) enum Ending {
 impl<C: AsyncRead + AsyncWrite + Unpin> Session<C> {
     pub(crate) fn new(
         client: Framed<C, FrameCodec>,
-        upstream: Framed<tokio::net::TcpStream, FrameCodec>,
+        upstream: Framed<crate::server::UpstreamStream, FrameCodec>,
         shared: Arc<Shared>,
     ) -> Self {
         let epoch_seen = shared.epoch.load(Ordering::Acquire);

@@ -261,6 +261,44 @@ async fn a_gateway_restarted_in_front_of_a_prepared_database_starts_and_keeps_it
     assert_eq!(code, "42809", "still a procedure after the second bootstrap");
 }
 
+#[tokio::test]
+async fn a_gateway_reaches_postgresql_over_its_unix_socket_with_the_same_semantics_and_cancels() {
+    let tcp = gateway("unix").await;
+    let dirs: String =
+        tcp.upstream().await.query_one("SHOW unix_socket_directories", &[]).await.unwrap().get(0);
+    let dir = dirs.split(',').next().unwrap().trim().to_owned();
+    assert!(dir.starts_with('/'), "the harness's PostgreSQL has a socket directory: {dirs}");
+    let up = &tcp.upstream;
+    let url = format!(
+        "host={dir} port={} user={} password={} dbname={}",
+        up.get_ports()[0],
+        up.get_user().unwrap(),
+        String::from_utf8_lossy(up.get_password().unwrap()),
+        up.get_dbname().unwrap()
+    );
+    let gw = tcp.another_with(&url).await.unwrap_or_else(|e| panic!("a gateway on {dir}: {e:#}"));
+    let client = gw.connect().await;
+    // PostgreSQL reports no server address for a session on its Unix-domain socket.
+    let row = client.query_one("SELECT inet_server_addr() IS NULL, current_database()", &[]).await.unwrap();
+    assert!(row.get::<_, bool>(0), "the gateway's upstream session is on the socket");
+    assert_eq!(row.get::<_, String>(1), up.get_dbname().unwrap());
+    let (code, message) = db_error(client.simple_query("CREATE TEMP TABLE t (id int)").await);
+    assert_eq!(code, "0A000", "DSQL's rules apply over the socket too: {message}");
+
+    // A cancel request reaches the backend through the socket.
+    let cancel = client.cancel_token();
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(gw.tls.clone());
+    let sleeper = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(30)").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cancel.cancel_query(tls).await.unwrap_or_else(|e| panic!("the cancel request: {}", describe(&e)));
+    let result = tokio::time::timeout(Duration::from_secs(10), sleeper)
+        .await
+        .expect("the cancelled query ends within 10 s")
+        .unwrap();
+    let (code, _) = db_error(result);
+    assert_eq!(code, "57014", "the query was cancelled");
+}
+
 /// Waits until the gateway holds `n` idle spare logins (application_name `dsql-local`).
 async fn spares_ready(gw: &common::TestGateway, n: i64) -> Vec<i32> {
     let upstream = gw.upstream().await;

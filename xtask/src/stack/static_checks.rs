@@ -949,10 +949,24 @@ fn local_temporal_connects_through_the_gateway() {
         format!("{:?}", gateway.env_file).contains("generated/dsql-local/keypair.env"),
         "gateway key pair"
     );
-    assert_eq!(gateway.volumes, [Volumes::Simple("./generated/dsql-local/pki:/pki:ro".to_owned())]);
+    // The gateway reaches PostgreSQL on its Unix-domain socket: the directory its upstream names
+    // is a volume both services mount there.
+    let socket = Volumes::Simple("postgresql-socket:/var/run/postgresql".to_owned());
+    assert_eq!(
+        gateway.volumes,
+        [Volumes::Simple("./generated/dsql-local/pki:/pki:ro".to_owned()), socket.clone()]
+    );
+    assert!(
+        all[&"postgresql".to_owned()].volumes.contains(&socket),
+        "postgresql shares its socket directory"
+    );
     let probe = format!("{:?}", gateway.healthcheck.as_ref().and_then(|h| h.test.as_ref()));
     assert!(probe.contains("probe") && probe.contains("127.0.0.1:5432"), "gateway healthcheck: {probe}");
-    for flag in ["--listen=0.0.0.0:5432", "--pki-dir=/pki", "--upstream=postgres://admin@postgresql:5432/"] {
+    for flag in [
+        "--listen=0.0.0.0:5432",
+        "--pki-dir=/pki",
+        "--upstream=host=/var/run/postgresql port=5432 user=admin dbname=postgres",
+    ] {
         assert!(text.contains(flag), "the gateway's command lacks {flag}");
     }
     for service in TEMPORAL_SERVICES {

@@ -98,7 +98,9 @@ struct ServeArgs {
     /// Address to listen on
     #[arg(long, default_value = "127.0.0.1:5433", env = "DSQL_LOCAL_LISTEN")]
     listen: SocketAddr,
-    /// The PostgreSQL to forward to, as a URL (its role runs every session)
+    /// The PostgreSQL to forward to, as a URL or key=value string (its role runs every session); a
+    /// host that is a directory is PostgreSQL's Unix-domain socket in it, e.g.
+    /// "host=/var/run/postgresql port=5432 user=postgres dbname=postgres"
     #[arg(long, env = "DSQL_LOCAL_UPSTREAM", value_name = "URL")]
     upstream: String,
     /// Names the gateway answers to: the certificate's names and the hosts tokens may be signed for

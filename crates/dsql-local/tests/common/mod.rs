@@ -124,9 +124,17 @@ impl TestGateway {
     /// # Errors
     /// The second gateway could not prepare the database.
     pub async fn another(&self) -> Result<TestGateway, tdsql_dsql_local::GatewayError> {
+        self.another_with(&self.url).await
+    }
+
+    /// Another gateway with DSQL's limits in front of the same database, reached by `url`.
+    ///
+    /// # Errors
+    /// The second gateway could not reach or prepare the database.
+    pub async fn another_with(&self, url: &str) -> Result<TestGateway, tdsql_dsql_local::GatewayError> {
         let config = GatewayConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            upstream: UpstreamConfig::from_url(&self.url).expect("upstream URL"),
+            upstream: UpstreamConfig::from_url(url)?,
             region: REGION.to_owned(),
             hosts: self.names.clone(),
             keys: KeyPair::new(ACCESS_KEY_ID, SECRET),
@@ -140,7 +148,7 @@ impl TestGateway {
             ca: self.ca.clone(),
             upstream: self.upstream.clone(),
             tls: self.tls.clone(),
-            url: self.url.clone(),
+            url: url.to_owned(),
             pki: self.pki.clone(),
             names: self.names.clone(),
         })
