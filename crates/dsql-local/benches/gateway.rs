@@ -3,7 +3,11 @@
 //! gateway, by the extended and the simple protocol, with `BENCH_CLIENTS` connections (throughput)
 //! and with one (latency); the gateway's CPU time per query; the connect time (TLS and the token
 //! check; the upstream login comes from the gateway's spares); the gateway's memory per idle
-//! connection. The gateway runs as a process of its own, as in compose.
+//! connection. The gateway runs as a process of its own, as in compose, once reaching PostgreSQL
+//! by TCP and once by its Unix-domain socket (as in the local profile). Beside them, a bare
+//! TLS-terminating forwarder (this bench's binary in another role: TLS in, bytes copied to
+//! PostgreSQL, no protocol logic) shows what any proxy process costs on this machine, the
+//! ceiling a gateway could reach.
 //!
 //! `cargo bench -p tdsql-dsql-local --bench gateway` with the harness's services
 //! (`cargo xtask test --serve`). `BENCH_SECS` (default 10) sets each run's length, `BENCH_CLIENTS`
@@ -125,9 +129,80 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The forwarder role: answers the client's SSLRequest, terminates TLS with the bench's
+/// certificate and copies bytes both ways to PostgreSQL's TCP port. Runs until killed.
+async fn forwarder(listen: &str, upstream: &str, pki: &std::path::Path) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (paths, _) = certs::ensure_pki(pki, &["localhost".to_owned()]).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(certs::server_tls_config(&paths).unwrap());
+    let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+    loop {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let (acceptor, upstream) = (acceptor.clone(), upstream.to_owned());
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let mut request = [0_u8; 8];
+            tcp.read_exact(&mut request).await?;
+            tcp.write_all(b"S").await?;
+            let mut tls = acceptor.accept(tcp).await?;
+            let mut server = tokio::net::TcpStream::connect(upstream).await?;
+            let _ = server.set_nodelay(true);
+            tokio::io::copy_bidirectional(&mut tls, &mut server).await?;
+            Ok::<_, std::io::Error>(())
+        });
+    }
+}
+
+/// A child process, killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// A gateway process in front of `upstream` (a URL or key=value string).
+fn spawn_gateway(upstream: &str, pki: &std::path::Path) -> (Child, std::net::SocketAddr) {
+    let listen = free_addr();
+    let child = Command::new(env!("CARGO_BIN_EXE_tdsql-dsql-local"))
+        .args(["serve", "--listen", &listen.to_string(), "--upstream", upstream, "--access-key-id", KEY_ID])
+        .args(["--endpoint", "localhost", "--rate", "100000", "--burst", "100000"])
+        .arg("--pki-dir")
+        .arg(pki)
+        .env("DSQL_LOCAL_SECRET_ACCESS_KEY", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    (Child(child), listen)
+}
+
+async fn wait_listening(addr: std::net::SocketAddr) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on {addr}");
+}
+
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    if let (Ok(listen), Ok(upstream), Ok(pki)) = (
+        std::env::var("BENCH_FORWARDER_LISTEN"),
+        std::env::var("BENCH_FORWARDER_UPSTREAM"),
+        std::env::var("BENCH_FORWARDER_PKI"),
+    ) {
+        return forwarder(&listen, &upstream, std::path::Path::new(&pki)).await;
+    }
     let secs = env_or("BENCH_SECS", 10);
     let clients = usize::try_from(env_or("BENCH_CLIENTS", 8)).unwrap();
     let upstream = tdsql_test_support::fresh_database("bench_gateway").await;
@@ -148,35 +223,58 @@ async fn main() {
     );
     let pki = std::env::temp_dir().join(format!("dsql-local-bench-{}", std::process::id()));
     let (paths, _) = certs::ensure_pki(&pki, &["localhost".to_owned()]).unwrap();
+    let dirs: String = setup.query_one("SHOW unix_socket_directories", &[]).await.unwrap().get(0);
+    let socket_dir = dirs.split(',').next().unwrap().trim().to_owned();
+    let socket_url = format!(
+        "host={socket_dir} port={} user={} password={} dbname={}",
+        upstream.get_ports()[0],
+        upstream.get_user().unwrap(),
+        String::from_utf8_lossy(upstream.get_password().unwrap()),
+        upstream.get_dbname().unwrap()
+    );
 
     // The gateway as it runs in compose: a process of its own (its CPU and memory are its own).
-    let binary = env!("CARGO_BIN_EXE_tdsql-dsql-local");
-    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let mut child = Command::new(binary)
-        .args(["serve", "--listen", &listen.to_string(), "--upstream", &url, "--access-key-id", KEY_ID])
-        .args(["--endpoint", "localhost", "--rate", "100000", "--burst", "100000"])
-        .arg("--pki-dir")
-        .arg(&pki)
-        .env("DSQL_LOCAL_SECRET_ACCESS_KEY", SECRET)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let gateway_pid = child.id();
+    let (gateway_tcp, tcp_addr) = spawn_gateway(&url, &pki);
+    let (gateway_unix, unix_addr) = spawn_gateway(&socket_url, &pki);
+    let forward_addr = free_addr();
+    let forwarder = Child(
+        Command::new(std::env::current_exe().unwrap())
+            .env("BENCH_FORWARDER_LISTEN", forward_addr.to_string())
+            .env("BENCH_FORWARDER_UPSTREAM", format!("127.0.0.1:{}", upstream.get_ports()[0]))
+            .env("BENCH_FORWARDER_PKI", &pki)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for addr in [tcp_addr, unix_addr, forward_addr] {
+        wait_listening(addr).await;
+    }
     let tls =
         tokio_postgres_rustls::MakeRustlsConnect::new(certs::client_tls_config(&paths.ca_cert).unwrap());
     let token = token().await;
-    let mut through = tokio_postgres::Config::new();
-    through.host("localhost").port(listen.port()).user("admin").dbname("postgres").password(&token);
-    through.ssl_mode(tokio_postgres::config::SslMode::Require);
+    let through = |port: u16| {
+        let mut config = tokio_postgres::Config::new();
+        config.host("localhost").port(port).user("admin").dbname("postgres").password(&token);
+        config.ssl_mode(tokio_postgres::config::SslMode::Require);
+        config
+    };
+    // The forwarder passes the startup through: PostgreSQL's own role, database and password.
+    let mut forwarded = upstream.clone();
+    forwarded.host("localhost").port(forward_addr.port()).ssl_mode(tokio_postgres::config::SslMode::Require);
     let direct = Target { name: "direct", config: upstream.clone(), tls: None };
-    let gated = Target { name: "gateway", config: through, tls: Some(tls) };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(listen).is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let gated = Target { name: "gateway", config: through(tcp_addr.port()), tls: Some(tls.clone()) };
+    let proxies = [
+        (Target { name: "forwarder", config: forwarded, tls: Some(tls.clone()) }, forwarder.0.id()),
+        (
+            Target { name: "gateway", config: through(tcp_addr.port()), tls: Some(tls.clone()) },
+            gateway_tcp.0.id(),
+        ),
+        (
+            Target { name: "gw-unix", config: through(unix_addr.port()), tls: Some(tls.clone()) },
+            gateway_unix.0.id(),
+        ),
+    ];
+    let gateway_pid = gateway_tcp.0.id();
 
     println!(
         "select-only, {secs} s per run (2-core machine shared by client, gateway and server; figures are indicative)"
@@ -185,23 +283,24 @@ async fn main() {
         let protocol = if simple { "simple" } else { "extended" };
         for n in [clients, 1] {
             let (d_tps, d_p50, d_p99) = workload(&direct, n, secs, simple).await;
-            let cpu_before = cpu_time(gateway_pid);
-            let (g_tps, g_p50, g_p99) = workload(&gated, n, secs, simple).await;
-            let gateway_cpu = cpu_time(gateway_pid).saturating_sub(cpu_before);
-            for (target, tps, p50, p99) in
-                [(direct.name, d_tps, d_p50, d_p99), (gated.name, g_tps, g_p50, g_p99)]
-            {
+            println!(
+                "  {protocol:8} {n} conn {:9} {d_tps:9.0} tps  p50 {d_p50:>10.1?}  p99 {d_p99:>10.1?}",
+                direct.name
+            );
+            for (target, pid) in &proxies {
+                let cpu_before = cpu_time(*pid);
+                let (tps, p50, p99) = workload(target, n, secs, simple).await;
+                let cpu = cpu_time(*pid).saturating_sub(cpu_before);
                 println!(
-                    "  {protocol:8} {n} conn {target:8} {tps:9.0} tps  p50 {p50:>10.1?}  p99 {p99:>10.1?}"
+                    "  {protocol:8} {n} conn {:9} {tps:9.0} tps  p50 {p50:>10.1?}  p99 {p99:>10.1?}  \
+                     {:.0} % of direct, added p50 {:.1?}, added p99 {:.1?}, its CPU {:.1} µs per query",
+                    target.name,
+                    100.0 * tps / d_tps,
+                    p50.saturating_sub(d_p50),
+                    p99.saturating_sub(d_p99),
+                    cpu.as_secs_f64() * 1e6 / (tps * secs as f64)
                 );
             }
-            println!(
-                "  {protocol:8} {n} conn gateway/direct throughput {:.0} %, added p50 {:?}, added p99 {:?}, gateway CPU {:.1} µs per query",
-                100.0 * g_tps / d_tps,
-                g_p50.saturating_sub(d_p50),
-                g_p99.saturating_sub(d_p99),
-                gateway_cpu.as_secs_f64() * 1e6 / (g_tps * secs as f64)
-            );
         }
     }
 
@@ -242,7 +341,6 @@ async fn main() {
     );
     drop(held);
     drop(warm);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop((gateway_tcp, gateway_unix, forwarder));
     let _ = std::fs::remove_dir_all(&pki);
 }
