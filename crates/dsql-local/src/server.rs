@@ -535,7 +535,7 @@ impl Gateway {
         secret: i32,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let upstream = &self.config.upstream;
-        let mut stream = UpstreamStream::connect(upstream).await?;
+        let mut stream = connect_stream(upstream).await?;
         stream.write_all(&wire::cancel_request(pid, secret)).await?;
         Ok(())
     }
@@ -596,84 +596,16 @@ fn upstream_addr(config: &UpstreamConfig) -> String {
 
 /// A connection to the upstream PostgreSQL: TCP, or its Unix-domain socket, which skips the TCP
 /// stack on both ends (the gateway's largest cost per query is the kernel's).
-pub(crate) enum UpstreamStream {
-    Tcp(TcpStream),
-    Unix(tokio::net::UnixStream),
-}
+pub(crate) type UpstreamStream = tokio_util::either::Either<TcpStream, tokio::net::UnixStream>;
 
-impl UpstreamStream {
-    async fn connect(config: &UpstreamConfig) -> std::io::Result<Self> {
-        if config.host.starts_with('/') {
-            return Ok(Self::Unix(tokio::net::UnixStream::connect(upstream_addr(config)).await?));
-        }
-        let tcp = TcpStream::connect((config.host.as_str(), config.port)).await?;
-        let _ = tcp.set_nodelay(true);
-        Ok(Self::Tcp(tcp))
+async fn connect_stream(config: &UpstreamConfig) -> std::io::Result<UpstreamStream> {
+    if config.host.starts_with('/') {
+        let unix = tokio::net::UnixStream::connect(upstream_addr(config)).await?;
+        return Ok(UpstreamStream::Right(unix));
     }
-}
-
-impl AsyncRead for UpstreamStream {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-            Self::Unix(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for UpstreamStream {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Self::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-            Self::Unix(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Self::Tcp(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
-            Self::Unix(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Tcp(s) => s.is_write_vectored(),
-            Self::Unix(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
-            Self::Unix(s) => std::pin::Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-            Self::Unix(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-        }
-    }
+    let tcp = TcpStream::connect((config.host.as_str(), config.port)).await?;
+    let _ = tcp.set_nodelay(true);
+    Ok(UpstreamStream::Left(tcp))
 }
 
 /// An authenticated upstream connection, ready for queries.
@@ -692,7 +624,7 @@ async fn connect_upstream(
 ) -> Result<Upstream, GatewayError> {
     let addr = upstream_addr(config);
     let failed = |reason: String| GatewayError::Upstream { addr: addr.clone(), reason };
-    let tcp = timeout(Duration::from_secs(10), UpstreamStream::connect(config))
+    let stream = timeout(Duration::from_secs(10), connect_stream(config))
         .await
         .map_err(|_| failed("connect timed out".to_owned()))?
         .map_err(|e| failed(e.to_string()))?;
@@ -715,9 +647,9 @@ async fn connect_upstream(
     params.extend(
         passed.iter().filter(|(k, _)| !matches!(*k, "application_name" | "client_encoding" | "TimeZone")),
     );
-    let mut tcp = tcp;
-    tcp.write_all(&wire::startup_message(&params)).await.map_err(|e| failed(e.to_string()))?;
-    let mut framed = Framed::new(tcp, FrameCodec);
+    let mut stream = stream;
+    stream.write_all(&wire::startup_message(&params)).await.map_err(|e| failed(e.to_string()))?;
+    let mut framed = Framed::new(stream, FrameCodec);
     let mut scram: Option<ScramSha256> = None;
     let mut parameters = Vec::new();
     let mut key = None;
