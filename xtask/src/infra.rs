@@ -663,6 +663,19 @@ struct StatusReport {
     tables: Vec<TableStatus>,
     #[serde(default)]
     opensearch: Option<DomainStatus>,
+    #[serde(default)]
+    opensearch_index: Option<IndexStatus>,
+}
+
+/// The visibility index as the domain answered a signed `HEAD <endpoint>/<index>`.
+#[derive(Debug, Deserialize)]
+struct IndexStatus {
+    index: String,
+    url: String,
+    /// present, missing, refused, unexpected, unreachable or unsigned.
+    presence: String,
+    status: Option<u16>,
+    reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -733,12 +746,28 @@ fn status(ctx: &Context) -> Result<()> {
     }
     // The domain terraform manages, else the one opensearch.endpoint names (made elsewhere).
     let managed_domain = state.opensearch_domain().map(|(name, _)| name.to_owned());
-    if let Some(name) = &managed_domain {
+    let domain = if let Some(name) = &managed_domain {
         cli.extend(["--opensearch-domain".to_owned(), name.clone()]);
+        true
     } else if settings.opensearch_visibility
         && let Some(host) = settings.opensearch_endpoint.as_deref().and_then(endpoint_host)
     {
         cli.extend(["--opensearch-endpoint".to_owned(), host.to_owned()]);
+        true
+    } else {
+        false
+    };
+    // And the visibility index on it, where Temporal looks for it: opensearch.endpoint when set.
+    if domain {
+        cli.extend([
+            "--opensearch-index".to_owned(),
+            settings.opensearch_index.clone(),
+            "--opensearch-region".to_owned(),
+            settings.opensearch_region.clone(),
+        ]);
+        if let Some(endpoint) = &settings.opensearch_endpoint {
+            cli.extend(["--opensearch-url".to_owned(), endpoint.clone()]);
+        }
     }
     let report = ask_aws(ctx, cli)?;
     print_status(&report, state, settings)
@@ -933,6 +962,9 @@ fn print_status(report: &StatusReport, state: &StateFile, settings: &Settings) -
     if let Some(domain) = &report.opensearch {
         print_domain(domain, settings, &mut problems);
     }
+    if let Some(index) = &report.opensearch_index {
+        print_index(index, settings, &mut problems);
+    }
     match problems.len() {
         0 => Ok(()),
         1 => bail!("{}", problems.remove(0)),
@@ -1024,6 +1056,36 @@ fn print_domain(domain: &DomainStatus, settings: &Settings, problems: &mut Vec<S
              to write the domain's endpoint",
             settings.config_file.display()
         ));
+    }
+}
+
+/// The visibility index line. A missing index or a refused request is a problem while visibility
+/// is on OpenSearch; no answer is only reported (a domain in a VPC does not answer a laptop).
+fn print_index(index: &IndexStatus, settings: &Settings, problems: &mut Vec<String>) {
+    let reason = index.reason.as_deref().unwrap_or("no reason given");
+    let status = index.status.map_or_else(|| "no status".to_owned(), |s| s.to_string());
+    let line = match index.presence.as_str() {
+        "present" => "present".to_owned(),
+        "missing" => "MISSING (404)".to_owned(),
+        "refused" => "REFUSED (403: the domain's access policy does not allow your principal)".to_owned(),
+        "unreachable" => format!("UNREACHABLE ({reason})"),
+        "unsigned" => format!("NOT CHECKED ({reason})"),
+        _ => format!("UNEXPECTED (HTTP {status})"),
+    };
+    println!("index       {}  {line}", index.index);
+    if !settings.opensearch_visibility {
+        return;
+    }
+    match index.presence.as_str() {
+        "missing" => problems.push(format!(
+            "the visibility index `{}` does not exist ({} answered 404); `cargo xtask --profile dsql up` creates it              (its opensearch-setup job; `cargo xtask --profile dsql logs opensearch-setup` shows why an earlier run              did not)",
+            index.index, index.url
+        )),
+        "refused" => problems.push(format!(
+            "the OpenSearch domain refused a request signed for region {} ({} answered 403): its access policy must              allow your principal es:ESHttp* (terraform/shared allows the principal that applied it and the              opensearch_principals variable), and opensearch.region must be the domain's region",
+            settings.opensearch_region, index.url
+        )),
+        _ => {}
     }
 }
 

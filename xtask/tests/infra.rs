@@ -540,6 +540,14 @@ fn an_opensearch_domain_is_created_written_back_and_destroyed() {
         status.stdout
     );
     assert!(status.stdout.contains(&format!("            https://{host}")), "{}", status.stdout);
+    // The index is asked of the domain itself, which moto does not serve (status still succeeds).
+    assert!(
+        status.stdout.contains(&format!(
+            "index       temporal_visibility_v1_dev  UNREACHABLE (cannot connect to {host}:443"
+        )),
+        "{}",
+        status.stdout
+    );
 
     let again = sandbox.run(&["infra", "apply", "--yes"]).success();
     assert!(again.stderr.contains("no changes"), "the second apply changes nothing:\n{}", again.stderr);
@@ -558,7 +566,9 @@ fn an_opensearch_domain_is_created_written_back_and_destroyed() {
 }
 
 /// A domain made elsewhere: status finds it by opensearch.endpoint (no terraform involved) and says
-/// so when the endpoint names no domain.
+/// so when the endpoint names no domain. It also asks the domain for the visibility index (a signed
+/// HEAD): moto serves no OpenSearch data plane and its endpoint's name does not resolve here, so the
+/// index is unreachable, with the reason, and status still shows everything and succeeds.
 #[test]
 fn status_finds_a_domain_made_elsewhere_by_its_endpoint() {
     let sandbox = Sandbox::new("osstatus");
@@ -581,9 +591,15 @@ fn status_finds_a_domain_made_elsewhere_by_its_endpoint() {
         std::fs::write(sandbox.config_file(), config).unwrap();
     };
     write(&format!("https://{host}"));
+    let started = std::time::Instant::now();
     let status = sandbox.run(&["infra", "status"]).success();
     assert!(status.stdout.contains(&format!("opensearch  {domain}  ")), "{}", status.stdout);
     assert!(status.stdout.contains("ready (processing false)"), "{}", status.stdout);
+    assert!(status.stdout.contains(&format!("cluster     {identifier}  ")), "{}", status.stdout);
+    let unreachable =
+        format!("index       temporal_visibility_v1_dev  UNREACHABLE (cannot connect to {host}:443: ");
+    assert!(status.stdout.contains(&unreachable), "{}", status.stdout);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "bounded: {:?}", started.elapsed());
 
     write("https://search-nothing-here.us-east-1.es.amazonaws.com");
     let missing = sandbox.run(&["infra", "status"]).failure();

@@ -159,7 +159,8 @@ fn dsql_profile_with_a_cluster_links_its_cloudwatch_panels() {
 }
 
 /// `visibility.backend = "opensearch"`: compose.env starts no Elasticsearch, so `up` asks no
-/// Elasticsearch container for the index and lists the domain instead of the container's URL.
+/// Elasticsearch container for the index; a visibility query through the frontend checks the
+/// domain's index instead, and the domain is listed instead of the container's URL.
 #[test]
 fn dsql_profile_with_opensearch_visibility_leaves_elasticsearch_out() {
     let plan = plan(
@@ -171,6 +172,15 @@ fn dsql_profile_with_opensearch_visibility_leaves_elasticsearch_out() {
         ],
     );
     assert!(!plan.contains("exec -T elasticsearch"), "{plan}");
+    let readiness = &plan[plan.find("readiness").expect("a readiness stage")..];
+    assert!(
+        readiness.contains("run --rm --no-deps --quiet-pull temporal-cli workflow count --namespace default"),
+        "{plan}"
+    );
+    assert!(
+        readiness.contains("visibility index temporal_visibility_v1_dev on the OpenSearch domain answers")
+    );
+    assert!(!plan.contains("not checked"), "{plan}");
     assert!(
         plan.contains("OpenSearch         https://search-plan-abc123.us-east-1.es.amazonaws.com"),
         "{plan}"

@@ -158,9 +158,20 @@ fn golden_files_with_opensearch_visibility() {
         let golden = root().join("crates/config-renderer/tests/golden/dsql-opensearch").join(path);
         expect_file(&golden, file(&files, path));
     }
+    // The index setup job's compose profile, and what it signs for and creates.
     let compose_env = file(&files, render::COMPOSE_ENV);
-    assert!(compose_env.contains("\nCOMPOSE_PROFILES=\n"), "{compose_env}");
-    assert!(file(&rendered("dsql"), render::COMPOSE_ENV).contains("\nCOMPOSE_PROFILES=elasticsearch\n"));
+    for line in [
+        "COMPOSE_PROFILES=opensearch",
+        "TDSQL_OPENSEARCH_ENDPOINT=https://search-golden-abc123.us-east-1.es.amazonaws.com",
+        "TDSQL_OPENSEARCH_REGION=us-east-1",
+        "TDSQL_OPENSEARCH_INDEX=temporal_visibility_v1_team",
+    ] {
+        assert!(compose_env.contains(&format!("\n{line}\n")), "{line}: {compose_env}");
+    }
+    // On Elasticsearch the endpoint is empty (the job does not run) and its profile is off.
+    let plain_env = file(&rendered("dsql"), render::COMPOSE_ENV).to_owned();
+    assert!(plain_env.contains("\nCOMPOSE_PROFILES=elasticsearch\n"), "{plain_env}");
+    assert!(plain_env.contains("\nTDSQL_OPENSEARCH_ENDPOINT=\n"), "{plain_env}");
     // Only visibility differs from the Elasticsearch rendering.
     let plain = rendered("dsql");
     assert_eq!(file(&files, render::TEMPORAL_ENV), file(&plain, render::TEMPORAL_ENV));

@@ -3,15 +3,20 @@
 //!
 //! A resource that does not exist is a result (`"found": false`), not an error: the xtask turns it
 //! into what to run. Anything else the API refuses (credentials, permissions, a region without
-//! the service) fails the command with the SDK's full error chain on stderr.
+//! the service) fails the command with the SDK's full error chain on stderr. The visibility index
+//! on the OpenSearch domain is asked of the domain itself ([`crate::opensearch_index`]), and
+//! whatever happens there is a result too.
 
 use anyhow::{Context as _, Result, bail};
+use aws_credential_types::provider::ProvideCredentials as _;
 use aws_sdk_dsql::error::{DisplayErrorContext, ProvideErrorMetadata as _};
 use aws_sdk_dsql::operation::get_cluster::GetClusterError;
 use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
 use aws_sdk_dynamodb::types::TimeToLiveStatus;
 use clap::Args;
 use serde::Serialize;
+
+use crate::opensearch_index::{self, IndexState};
 
 /// Arguments of `tdsql-ops infra-status`.
 #[derive(Debug, Args)]
@@ -31,6 +36,15 @@ pub(crate) struct InfraStatusArgs {
     /// OpenSearch domain to look up by its endpoint host (one made elsewhere), when no name is given
     #[arg(long)]
     opensearch_endpoint: Option<String>,
+    /// Visibility index to ask the domain for (a SigV4-signed HEAD)
+    #[arg(long)]
+    opensearch_index: Option<String>,
+    /// Where to ask for the index, https://<host> (opensearch.endpoint); default: the domain's endpoint
+    #[arg(long)]
+    opensearch_url: Option<String>,
+    /// Region the index request is signed for (opensearch.region); default: --region
+    #[arg(long)]
+    opensearch_region: Option<String>,
 }
 
 pub(crate) fn parse_table(value: &str) -> Result<(String, String), String> {
@@ -47,6 +61,8 @@ struct Report {
     cluster: Option<ClusterState>,
     tables: Vec<TableState>,
     opensearch: Option<DomainState>,
+    /// The visibility index on the domain, when asked for and there is an endpoint to ask.
+    opensearch_index: Option<IndexState>,
 }
 
 /// One OpenSearch domain as DescribeDomain(s) describes it.
@@ -113,10 +129,42 @@ impl InfraStatusArgs {
             }
             (None, None) => None,
         };
-        let report = Report { region: self.region, cluster, tables, opensearch };
+        let url = self.opensearch_url.clone().or_else(|| {
+            let endpoint = opensearch.as_ref().and_then(|d| d.endpoint.as_deref());
+            endpoint.map(|host| format!("https://{host}"))
+        });
+        let opensearch_index = match (&self.opensearch_index, url) {
+            (Some(index), Some(url)) => {
+                let region = self.opensearch_region.as_deref().unwrap_or(&self.region);
+                Some(index_state(&config, &url, index, region).await)
+            }
+            _ => None,
+        };
+        let report = Report { region: self.region, cluster, tables, opensearch, opensearch_index };
         println!("{}", serde_json::to_string_pretty(&report)?);
         Ok(())
     }
+}
+
+/// The index check with credentials from the same chain as every other call, all within
+/// [`opensearch_index::TIMEOUT`] (a credential process or SSO may be slow too).
+async fn index_state(config: &aws_config::SdkConfig, url: &str, index: &str, region: &str) -> IndexState {
+    let started = tokio::time::Instant::now();
+    let credentials = match config.credentials_provider() {
+        None => Err("no AWS credentials provider is configured".to_owned()),
+        Some(provider) => {
+            match tokio::time::timeout(opensearch_index::TIMEOUT, provider.provide_credentials()).await {
+                Ok(Ok(credentials)) => Ok(credentials),
+                Ok(Err(err)) => {
+                    Err(format!("no AWS credentials to sign with: {}", DisplayErrorContext(&err)))
+                }
+                Err(_) => Err("the AWS credential chain gave no credentials in time".to_owned()),
+            }
+        }
+    };
+    let left =
+        opensearch_index::TIMEOUT.saturating_sub(started.elapsed()).max(std::time::Duration::from_secs(1));
+    opensearch_index::check(url, index, region, credentials, left).await
 }
 
 async fn cluster_state(client: &aws_sdk_dsql::Client, identifier: &str) -> Result<ClusterState> {

@@ -6,6 +6,7 @@
 mod bootstrap_state;
 mod cost;
 mod infra_status;
+mod opensearch_index;
 mod pki;
 mod schema;
 

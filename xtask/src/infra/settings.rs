@@ -46,6 +46,10 @@ pub(crate) struct Settings {
     pub(crate) opensearch_endpoint: Option<String>,
     /// Whether Temporal's visibility is on OpenSearch (`visibility.backend = "opensearch"`).
     pub(crate) opensearch_visibility: bool,
+    /// `opensearch.index`: the visibility index `status` asks the domain for.
+    pub(crate) opensearch_index: String,
+    /// `opensearch.region`, else `project.region`: the region requests to the domain are signed for.
+    pub(crate) opensearch_region: String,
     /// The user's config file (written back after apply and destroy).
     pub(crate) config_file: PathBuf,
     /// Where the Terraform state lives (`infra.state.*`).
@@ -134,6 +138,8 @@ impl Settings {
             create_opensearch: effective.opensearch.create,
             opensearch_endpoint: set(&effective.opensearch.endpoint),
             opensearch_visibility: effective.visibility.backend == VisibilityBackend::Opensearch,
+            opensearch_index: effective.opensearch.index.clone(),
+            opensearch_region: effective.opensearch_region().to_owned(),
             config_file: effective.user_file.clone(),
             backend: match effective.infra.state.backend {
                 StateBackend::S3 => {

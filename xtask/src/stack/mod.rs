@@ -36,6 +36,13 @@ pub(crate) const COMPOSE_VARIABLES: &[(&str, &str)] = &[
     ("TDSQL_ELASTICSEARCH_URL", "Elasticsearch as the index setup job reaches it"),
     ("TDSQL_ELASTICSEARCH_INDEX", "the visibility index the setup job creates"),
     (
+        "TDSQL_OPENSEARCH_ENDPOINT",
+        "dsql profile: https://<OpenSearch domain host> the opensearch-setup job creates the index on; \
+         empty while visibility is on Elasticsearch (the job does not run then)",
+    ),
+    ("TDSQL_OPENSEARCH_REGION", "dsql profile: the region opensearch-setup signs its requests for"),
+    ("TDSQL_OPENSEARCH_INDEX", "dsql profile: the visibility index opensearch-setup creates on the domain"),
+    (
         "TDSQL_OBSERVABILITY_MIMIR_PORT",
         "Mimir HTTP (Prometheus API under /prometheus), in the network and on 127.0.0.1",
     ),
@@ -80,6 +87,17 @@ pub(crate) const LOCAL_ONLY_VARIABLES: &[&str] = &[
     "TDSQL_HOST_GID",
     "TDSQL_PROJECT_REGION",
 ];
+
+/// The compose variables only the dsql profile uses (the local profile's compose.env omits them).
+#[cfg(test)]
+pub(crate) const DSQL_ONLY_VARIABLES: &[&str] =
+    &["TDSQL_OPENSEARCH_ENDPOINT", "TDSQL_OPENSEARCH_REGION", "TDSQL_OPENSEARCH_INDEX"];
+
+/// Compose variables the renderer may write empty, so the compose file requires them with `?`
+/// (set) rather than `:?` (set and not empty): the endpoint of an OpenSearch domain, empty while
+/// visibility is on Elasticsearch, when the one service that reads it is in a profile that is off.
+#[cfg(test)]
+pub(crate) const EMPTY_WHEN_UNUSED_VARIABLES: &[&str] = &["TDSQL_OPENSEARCH_ENDPOINT"];
 
 /// The Grafana admin password's variable, interpolated by compose.
 pub(crate) const GRAFANA_PASSWORD_ENV: &str = "TDSQL_GRAFANA_ADMIN_PASSWORD";

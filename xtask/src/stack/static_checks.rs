@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use docker_compose_types::{Compose, DependsOnOptions, Ports, Service, Volumes};
 use promql_parser::parser::{self, Expr};
 
-use super::{COMPOSE_VARIABLES, GRAFANA_PASSWORD_ENV, LOCAL_ONLY_VARIABLES};
+use super::{
+    COMPOSE_VARIABLES, DSQL_ONLY_VARIABLES, EMPTY_WHEN_UNUSED_VARIABLES, GRAFANA_PASSWORD_ENV,
+    LOCAL_ONLY_VARIABLES,
+};
 use crate::paths::project_root;
 
 /// Variables the compose files interpolate from the process environment instead: secrets (never in
@@ -43,6 +46,9 @@ const GATEWAY_METRICS_PORT: &str = "9187";
 
 /// Where Grafana sees the rendered dashboards folder; its file providers read below it.
 const GRAFANA_DASHBOARDS_MOUNT: &str = "/etc/grafana/dashboards";
+
+/// The dsql profile's index setup job on an OpenSearch domain.
+const OPENSEARCH_SETUP: &str = "opensearch-setup";
 
 /// The sample cluster the dsql profile is rendered with.
 const SAMPLE_CLUSTER: &str = "abcdefghijklmnopqrstuvwxyz";
@@ -132,6 +138,9 @@ fn sample_values() -> BTreeMap<&'static str, String> {
         ("TDSQL_ELASTICSEARCH_PORT", "9200"),
         ("TDSQL_ELASTICSEARCH_URL", "http://elasticsearch:9200"),
         ("TDSQL_ELASTICSEARCH_INDEX", "temporal_visibility_v1_dev"),
+        ("TDSQL_OPENSEARCH_ENDPOINT", "https://search-sample-abc123.us-east-1.es.amazonaws.com"),
+        ("TDSQL_OPENSEARCH_REGION", "us-east-1"),
+        ("TDSQL_OPENSEARCH_INDEX", "temporal_visibility_v1_dev"),
         ("TDSQL_OBSERVABILITY_MIMIR_PORT", "9009"),
         ("TDSQL_OBSERVABILITY_MIMIR_RETENTION", "168h"),
         ("TDSQL_MIMIR_URL", "http://mimir:9009"),
@@ -207,6 +216,7 @@ fn both_compose_files_parse_before_and_after_interpolation() {
                 "{profile}: {local_only}"
             );
         }
+        assert_eq!(compose.services.0.contains_key(OPENSEARCH_SETUP), profile == "dsql", "{profile}");
         assert!(!text.contains("platform:"), "{profile}: a hard-coded platform");
     }
 }
@@ -225,7 +235,12 @@ fn every_variable_is_rendered_defaulted_or_a_process_secret() {
                 "{profile}: ${{{name}{modifier}}} is neither rendered into compose.env (COMPOSE_VARIABLES), \
                  nor a process variable (PROCESS_ENV_VARIABLES), nor defaulted"
             );
-            if rendered.contains(name.as_str()) {
+            if EMPTY_WHEN_UNUSED_VARIABLES.contains(&name.as_str()) {
+                assert!(
+                    modifier.starts_with('?'),
+                    "{profile}: ${{{name}}} may be rendered empty: require it with `?` (set), not `:?`"
+                );
+            } else if rendered.contains(name.as_str()) {
                 assert!(
                     modifier.starts_with(":?"),
                     "{profile}: ${{{name}}} should fail loudly when not rendered (:?)"
@@ -391,6 +406,9 @@ fn dependencies_are_services_and_healthy_ones_have_healthchecks() {
         waits_for("elasticsearch-setup", "elasticsearch", "service_healthy");
         for service in TEMPORAL_SERVICES {
             waits_for(service, "elasticsearch-setup", "service_completed_successfully");
+            if profile == "dsql" {
+                waits_for(service, OPENSEARCH_SETUP, "service_completed_successfully");
+            }
             if profile == "local" {
                 waits_for(service, "postgresql", "service_healthy");
                 waits_for(service, GATEWAY_SERVICE, "service_healthy");
@@ -850,9 +868,11 @@ fn rendered_files(profile: &str) -> Vec<tdsql_config_renderer::render::Rendered>
     rendered_files_with(profile, "")
 }
 
-/// A sample `config.toml` that puts the dsql profile's visibility on an OpenSearch domain.
+/// A sample `config.toml` that puts the dsql profile's visibility on an OpenSearch domain in another
+/// region than the cluster (the profile's eu-west-1).
 const OPENSEARCH_CONFIG: &str = "[visibility]\nbackend = \"opensearch\"\n[opensearch]\n\
-                                 endpoint = \"https://search-sample-abc123.us-east-1.es.amazonaws.com\"\n";
+                                 endpoint = \"https://search-sample-abc123.us-east-1.es.amazonaws.com\"\n\
+                                 region = \"us-east-1\"\n";
 
 /// [`rendered_files`] with `user` (TOML) layered over the profile, as a config.toml would be.
 fn rendered_files_with(profile: &str, user: &str) -> Vec<tdsql_config_renderer::render::Rendered> {
@@ -927,11 +947,12 @@ fn the_renderers_compose_env_defines_every_variable_and_the_result_is_consistent
         );
         // Every variable listed here is one the renderer really writes (no stale entries).
         for (name, _) in COMPOSE_VARIABLES {
-            let local_only = LOCAL_ONLY_VARIABLES.contains(name);
-            assert!(
-                env.contains_key(*name) || (local_only && profile == "dsql"),
-                "{profile}: {name} not rendered"
-            );
+            let other_profile = if LOCAL_ONLY_VARIABLES.contains(name) {
+                profile == "dsql"
+            } else {
+                DSQL_ONLY_VARIABLES.contains(name) && profile == "local"
+            };
+            assert!(env.contains_key(*name) || other_profile, "{profile}: {name} not rendered");
         }
     }
 }
@@ -1127,34 +1148,82 @@ fn compose_itself_loads_both_profiles_as_rendered() {
         for service in ["elasticsearch", "elasticsearch-setup"] {
             assert_eq!(services.contains(service), !opensearch, "{label}: {service} in {services:?}");
         }
+        assert_eq!(
+            services.contains(OPENSEARCH_SETUP),
+            opensearch,
+            "{label}: {OPENSEARCH_SETUP} in {services:?}"
+        );
+        if opensearch {
+            opensearch_setup_is_signed_for_the_domain(&project, &env_file);
+        }
         assert!(!services.contains("temporal-cli"), "{label}: the tools profile is not started by up");
     }
 }
 
 /// The dsql profile's Elasticsearch and its setup job are in the compose profile compose.env turns
-/// off for OpenSearch visibility, and the Temporal services' wait for the job is optional, so compose
-/// accepts the stack without it. The local profile (no OpenSearch there) runs them unconditionally.
+/// off for OpenSearch visibility, the OpenSearch index setup job in the one it turns on instead, and
+/// the Temporal services' wait for either job is optional, so compose accepts the stack without it.
+/// The local profile (no OpenSearch there) runs Elasticsearch and its job unconditionally.
 #[test]
 fn elasticsearch_is_a_compose_profile_of_the_dsql_stack() {
-    use tdsql_config_renderer::render::COMPOSE_PROFILE_ELASTICSEARCH;
+    use tdsql_config_renderer::render::{COMPOSE_PROFILE_ELASTICSEARCH, COMPOSE_PROFILE_OPENSEARCH};
     for (profile, _, compose) in compose_files() {
         for (name, service) in services(&compose) {
             let expected: Vec<&str> = match (profile, name.as_str()) {
                 ("dsql", "elasticsearch" | "elasticsearch-setup") => vec![COMPOSE_PROFILE_ELASTICSEARCH],
+                ("dsql", OPENSEARCH_SETUP) => vec![COMPOSE_PROFILE_OPENSEARCH],
                 (_, "temporal-cli") => vec!["tools"],
                 _ => vec![],
             };
             assert_eq!(service.profiles, expected, "{profile}/{name}: compose profiles");
-            if let DependsOnOptions::Conditional(deps) = &service.depends_on
-                && let Some(setup) = deps.get("elasticsearch-setup")
-            {
-                let optional = profile == "dsql";
-                assert_eq!(
-                    setup.required,
-                    optional.then_some(false),
-                    "{profile}/{name} -> elasticsearch-setup"
-                );
+            let DependsOnOptions::Conditional(deps) = &service.depends_on else { continue };
+            for job in ["elasticsearch-setup", OPENSEARCH_SETUP] {
+                if let Some(setup) = deps.get(job) {
+                    let optional = profile == "dsql";
+                    assert_eq!(setup.required, optional.then_some(false), "{profile}/{name} -> {job}");
+                }
             }
         }
     }
+}
+
+/// What compose's loader makes of opensearch-setup in the OpenSearch rendering: the tool's
+/// environment (server, index, `aws-sdk-default` signing for the domain's region) and the same AWS
+/// credentials as the Temporal services (read-only ~/.aws, the AWS_* variables passed through).
+fn opensearch_setup_is_signed_for_the_domain(project: &ComposeProject, env_file: &Path) {
+    let json = compose_loader("dsql", project, env_file, "--format=json");
+    let config: serde_json::Value = serde_json::from_str(&json).expect("compose config --format=json");
+    let setup = &config["services"][OPENSEARCH_SETUP];
+    let env = &setup["environment"];
+    let expected = [
+        ("ES_SERVER", "https://search-sample-abc123.us-east-1.es.amazonaws.com"),
+        ("ES_VISIBILITY_INDEX", "temporal_visibility_v1_dev"),
+        ("AWS_CREDENTIALS", "aws-sdk-default"),
+        ("AWS_REGION", "us-east-1"),
+        ("HOME", "/home/temporal"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    for (name, value) in expected {
+        assert_eq!(env[name].as_str(), Some(value), "{OPENSEARCH_SETUP}: {name} in {env}");
+    }
+    let history = &config["services"]["temporal-history"];
+    for name in ["AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+        // Passed through from where compose runs: declared without a value, like the Temporal services'.
+        assert_eq!(env.get(name), history["environment"].get(name), "{OPENSEARCH_SETUP}: {name}");
+    }
+    assert_eq!(
+        setup["volumes"],
+        history["volumes"].as_array().map_or(serde_json::Value::Null, |v| {
+            serde_json::Value::Array(
+                v.iter().filter(|m| m["target"] == "/home/temporal/.aws").cloned().collect(),
+            )
+        })
+    );
+    let command: Vec<&str> =
+        setup["command"].as_array().expect("a command").iter().filter_map(|c| c.as_str()).collect();
+    assert_eq!(
+        command,
+        ["temporal-elasticsearch-tool setup-schema && temporal-elasticsearch-tool create-index"],
+        "{OPENSEARCH_SETUP}"
+    );
 }

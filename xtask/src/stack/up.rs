@@ -28,6 +28,9 @@ const DEFAULT_NAMESPACE: &str = "default";
 const DEFAULT_NAMESPACE_RETENTION: &str = "72h";
 /// How long the readiness report waits for the frontend's gRPC health to say SERVING.
 const HEALTH_DEADLINE: Duration = Duration::from_secs(60);
+/// How long it retries the visibility query on an OpenSearch domain: a namespace just created
+/// reaches the frontend's namespace cache within about 10 s.
+const VISIBILITY_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Arguments of `cargo xtask up`.
 #[derive(Debug, Args)]
@@ -306,7 +309,9 @@ fn busy_ports(ctx: &Context, stack: &Stack, settings: &StackSettings) -> Vec<(&'
     if ours { Vec::new() } else { busy }
 }
 
-/// Frontend gRPC health, the default namespace (created when missing), the visibility index.
+/// Frontend gRPC health, the default namespace (created when missing), the visibility index: asked
+/// of the Elasticsearch container, or on an OpenSearch domain through Temporal itself (a visibility
+/// query fails when the index is missing or the domain refuses the frontend's signed requests).
 fn readiness(ctx: &Context, stack: &Stack, settings: &StackSettings) -> Result<((), String)> {
     let cli = |args: &[&str]| {
         stack.compose(None).args(["run", "--rm", "--no-deps", "--quiet-pull", "temporal-cli"]).args(args)
@@ -322,16 +327,16 @@ fn readiness(ctx: &Context, stack: &Stack, settings: &StackSettings) -> Result<(
         "--retention",
         DEFAULT_NAMESPACE_RETENTION,
     ]);
-    // On an OpenSearch domain there is no container to ask; checking the domain's index (signed
-    // requests) is still to come, so the report says it was not checked.
     let index = settings.ports.elasticsearch.map(|port| {
         stack
             .compose(None)
             .args(["exec", "-T", "elasticsearch", "curl", "-sf", "-o", "/dev/null"])
             .arg(format!("http://localhost:{port}/{}", settings.es_index))
     });
-    let opensearch_index =
-        format!("visibility index {} on the OpenSearch domain not checked", settings.es_index);
+    // On an OpenSearch domain there is no container to ask: the frontend answers a visibility query
+    // from the index, with requests signed by the same credentials the services run with.
+    let visibility_query = cli(&["workflow", "count", "--namespace", DEFAULT_NAMESPACE]);
+    let opensearch_index = format!("visibility index {} on the OpenSearch domain answers", settings.es_index);
 
     let gateway = stack.compose(None).args([
         "exec",
@@ -353,7 +358,10 @@ fn readiness(ctx: &Context, stack: &Stack, settings: &StackSettings) -> Result<(
                 index.run(ctx)?;
                 "frontend SERVING, namespace default, visibility index present".to_owned()
             }
-            None => format!("frontend SERVING, namespace default, {opensearch_index}"),
+            None => {
+                visibility_query.run(ctx)?;
+                format!("frontend SERVING, namespace default, {opensearch_index}")
+            }
         };
         if settings.config.uses_gateway() {
             gateway.run(ctx)?;
@@ -392,7 +400,10 @@ fn readiness(ctx: &Context, stack: &Stack, settings: &StackSettings) -> Result<(
             settings.es_index
         ),
         Some(_) => format!("visibility index {} present", settings.es_index),
-        None => opensearch_index,
+        None => {
+            opensearch_visibility(ctx, &visibility_query, settings)?;
+            opensearch_index
+        }
     };
     let mut report = format!("frontend SERVING, {namespace}, {visibility}");
     if settings.config.uses_gateway() {
@@ -402,6 +413,39 @@ fn readiness(ctx: &Context, stack: &Stack, settings: &StackSettings) -> Result<(
         report.push_str(&format!("; {DSQL_SEMANTICS}"));
     }
     Ok(((), report))
+}
+
+/// Runs the visibility query until it succeeds, for at most [`VISIBILITY_DEADLINE`]; then fails
+/// with its last answer and where to look.
+fn opensearch_visibility(ctx: &Context, query: &Cmd, settings: &StackSettings) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let out = query.probe(ctx)?;
+        if out.status.success() {
+            return Ok(());
+        }
+        if started.elapsed() > VISIBILITY_DEADLINE {
+            // The CLI's error is its last line on stderr (`Error: failed counting workflows: ...`).
+            let answer = out
+                .stderr
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map_or_else(|| out.first_line(), str::to_owned);
+            bail!(
+                "Temporal cannot query the visibility index `{index}` on the OpenSearch domain {endpoint} (last answer: \
+                 {answer}): the index is missing or the domain refuses the signed requests. See `cargo xtask --profile \
+                 {profile} logs opensearch-setup` (it creates the index) and `cargo xtask --profile {profile} infra \
+                 status` (the domain and the index), then run `cargo xtask --profile {profile} up` again (the setup job \
+                 is idempotent)",
+                index = settings.es_index,
+                endpoint = settings.config.opensearch.endpoint.trim(),
+                profile = ctx.profile.name,
+            );
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
 }
 
 fn print_urls(ctx: &Context, settings: &StackSettings) {

@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{
-    COMPOSE_PROFILE_ELASTICSEARCH, GATEWAY_IMAGE, GATEWAY_SERVICE, HostUser, MIMIR_SERVICE, commented,
+    COMPOSE_PROFILE_ELASTICSEARCH, COMPOSE_PROFILE_OPENSEARCH, GATEWAY_IMAGE, GATEWAY_SERVICE, HostUser,
+    MIMIR_SERVICE, commented,
 };
 use crate::model::Config;
 
@@ -147,13 +148,25 @@ pub(super) fn compose_env(c: &Config, endpoint: &str, header: &str, host: Option
     f.var("TDSQL_ELASTICSEARCH_VERSION", &es.version);
     f.var("TDSQL_ELASTICSEARCH_INDEX", &es.index);
     f.var("TDSQL_ELASTICSEARCH_URL", format!("{}://{}:{}", es.scheme, es.host, es.port));
+    if !c.is_local() {
+        let os = &c.opensearch;
+        f.section(
+            "Amazon OpenSearch Service (visibility.backend = \"opensearch\"): what the index setup job\n\
+             # opensearch-setup signs for and creates; the endpoint is empty while visibility is on Elasticsearch",
+        );
+        let endpoint = if c.uses_opensearch() { os.host().map(|h| format!("https://{h}")) } else { None };
+        f.var("TDSQL_OPENSEARCH_ENDPOINT", endpoint.unwrap_or_default());
+        f.var("TDSQL_OPENSEARCH_REGION", c.opensearch_region());
+        f.var("TDSQL_OPENSEARCH_INDEX", &os.index);
+    }
     // Compose's own setting (no TDSQL_ key): the Elasticsearch container and its index setup job
-    // are in the compose profile `elasticsearch`, started only when visibility is on them.
+    // are in the compose profile `elasticsearch`, the OpenSearch index setup job in `opensearch`;
+    // only the one of the configured visibility backend starts.
     if c.uses_opensearch() {
         f.section(
-            "Compose's own setting: no profile, visibility is on the OpenSearch domain (opensearch.endpoint)",
+            "Compose's own setting: the profile of the index setup job on the OpenSearch domain (opensearch.endpoint)",
         );
-        f.var("COMPOSE_PROFILES", "");
+        f.var("COMPOSE_PROFILES", COMPOSE_PROFILE_OPENSEARCH);
     } else {
         f.section(
             "Compose's own setting: the profile of the Elasticsearch container and its index setup job",

@@ -59,6 +59,9 @@ pub const GATEWAY_IMAGE: &str = "temporal-dsql-local:latest";
 /// The compose profile of the Elasticsearch container and its index setup job: compose.env's
 /// `COMPOSE_PROFILES` names it unless visibility is on an OpenSearch domain.
 pub const COMPOSE_PROFILE_ELASTICSEARCH: &str = "elasticsearch";
+/// The compose profile of the dsql stack's index setup job on an OpenSearch domain: compose.env's
+/// `COMPOSE_PROFILES` names it when `visibility.backend = "opensearch"`.
+pub const COMPOSE_PROFILE_OPENSEARCH: &str = "opensearch";
 /// Compose service name of Mimir (Grafana's Prometheus datasource).
 pub const MIMIR_SERVICE: &str = "mimir";
 /// Where the containers see `generated/temporal/`.
