@@ -214,8 +214,8 @@ fn lifecycle_commands_pass_the_project_env_file_and_compose_file() {
     };
     let base = "TDSQL_GRAFANA_ADMIN_PASSWORD=*** docker compose --project-name tdsql-local \
                 --env-file profiles/local/generated/compose.env -f profiles/local/compose.yaml";
-    assert_eq!(run(&["down"]), format!("{base} down --remove-orphans\n"));
-    assert_eq!(run(&["down", "--volumes"]), format!("{base} down --remove-orphans --volumes\n"));
+    assert_eq!(run(&["down"]), format!("{base} --profile '*' down --remove-orphans\n"));
+    assert_eq!(run(&["down", "--volumes"]), format!("{base} --profile '*' down --remove-orphans --volumes\n"));
     assert_eq!(run(&["ps"]), format!("{base} ps\n"));
     assert_eq!(
         run(&["logs", "temporal-history", "-f", "--tail", "50"]),

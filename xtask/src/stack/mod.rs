@@ -213,6 +213,11 @@ pub(crate) fn service_names(compose_yaml: &str) -> Vec<String> {
     names
 }
 
+/// Compose's flag that enables every compose profile, for `down`: `--remove-orphans` leaves the
+/// containers of services whose profile is off (docker/compose#13027), such as the Elasticsearch
+/// of a stack switched to OpenSearch visibility since it was started.
+pub(crate) const DOWN_PROFILES: [&str; 2] = ["--profile", "*"];
+
 /// Arguments of `cargo xtask down`.
 #[derive(Debug, Args)]
 pub(crate) struct DownArgs {
@@ -226,7 +231,7 @@ impl DownArgs {
     pub(crate) fn run(self, ctx: &Context) -> Result<()> {
         let stack = Stack::new(ctx);
         stack.require_rendered(ctx)?;
-        let mut cmd = stack.compose(None).args(["down", "--remove-orphans"]);
+        let mut cmd = stack.compose(None).args(DOWN_PROFILES).args(["down", "--remove-orphans"]);
         if self.volumes {
             cmd = cmd.arg("--volumes");
         }

@@ -8,8 +8,8 @@ use docker_compose_types::{Compose, DependsOnOptions, Ports, Service, Volumes};
 use promql_parser::parser::{self, Expr};
 
 use super::{
-    COMPOSE_VARIABLES, DSQL_ONLY_VARIABLES, EMPTY_WHEN_UNUSED_VARIABLES, GRAFANA_PASSWORD_ENV,
-    LOCAL_ONLY_VARIABLES,
+    COMPOSE_VARIABLES, DOWN_PROFILES, DSQL_ONLY_VARIABLES, EMPTY_WHEN_UNUSED_VARIABLES, GRAFANA_PASSWORD_ENV,
+    LOCAL_ONLY_VARIABLES, service_names,
 };
 use crate::paths::project_root;
 
@@ -1033,10 +1033,17 @@ impl Drop for ComposeProject {
     }
 }
 
-/// Runs Docker Compose v2's own loader (`config <flag>`) over a profile's compose file, with the
-/// env file and the project directory (where `generated/` is) given; fails with compose's message.
-/// The environment is cleared so only the env file (and the process secrets) feed interpolation.
-fn compose_loader(profile: &str, project: &ComposeProject, env_file: &Path, flag: &str) -> String {
+/// Runs Docker Compose v2's own loader (`[global...] config <flag>`) over a profile's compose file,
+/// with the env file and the project directory (where `generated/` is) given; fails with compose's
+/// message. The environment is cleared so only the env file (and the process secrets) feed
+/// interpolation.
+fn compose_loader(
+    profile: &str,
+    project: &ComposeProject,
+    env_file: &Path,
+    global: &[&str],
+    flag: &str,
+) -> String {
     let out = std::process::Command::new(tdsql_test_support::compose())
         .env_clear()
         .env(GRAFANA_PASSWORD_ENV, "sample-password")
@@ -1049,6 +1056,7 @@ fn compose_loader(profile: &str, project: &ComposeProject, env_file: &Path, flag
         .arg(env_file)
         .arg("-f")
         .arg(compose_path(profile))
+        .args(global)
         .args(["config", flag])
         .output()
         .expect("run docker compose (TDSQL_COMPOSE)");
@@ -1064,13 +1072,13 @@ fn compose_loader(profile: &str, project: &ComposeProject, env_file: &Path, flag
 
 /// Compose's loader accepts a profile with `env_file`.
 fn compose_loader_accepts(profile: &str, project: &ComposeProject, env_file: &Path) {
-    compose_loader(profile, project, env_file, "--quiet");
+    compose_loader(profile, project, env_file, &[], "--quiet");
 }
 
 /// The services compose's loader enables for a profile with `env_file` (`config --services`: the
 /// profiles that env file's COMPOSE_PROFILES turns on).
 fn compose_loader_services(profile: &str, project: &ComposeProject, env_file: &Path) -> BTreeSet<String> {
-    compose_loader(profile, project, env_file, "--services").lines().map(str::to_owned).collect()
+    compose_loader(profile, project, env_file, &[], "--services").lines().map(str::to_owned).collect()
 }
 
 /// Compose's loader over both profiles with the sample values (every COMPOSE_VARIABLES entry) and
@@ -1157,6 +1165,18 @@ fn compose_itself_loads_both_profiles_as_rendered() {
             opensearch_setup_is_signed_for_the_domain(&project, &env_file);
         }
         assert!(!services.contains("temporal-cli"), "{label}: the tools profile is not started by up");
+        // `cargo xtask down` enables every compose profile, so it also removes the containers of
+        // the other visibility mode (a stack switched between them) and of the tools.
+        let all: BTreeSet<String> =
+            compose_loader(profile, &project, &env_file, &DOWN_PROFILES, "--services")
+                .lines()
+                .map(str::to_owned)
+                .collect();
+        assert_eq!(
+            all,
+            BTreeSet::from_iter(service_names(&read(&compose_path(profile)))),
+            "{label}: down's services"
+        );
     }
 }
 
@@ -1191,7 +1211,7 @@ fn elasticsearch_is_a_compose_profile_of_the_dsql_stack() {
 /// environment (server, index, `aws-sdk-default` signing for the domain's region) and the same AWS
 /// credentials as the Temporal services (read-only ~/.aws, the AWS_* variables passed through).
 fn opensearch_setup_is_signed_for_the_domain(project: &ComposeProject, env_file: &Path) {
-    let json = compose_loader("dsql", project, env_file, "--format=json");
+    let json = compose_loader("dsql", project, env_file, &[], "--format=json");
     let config: serde_json::Value = serde_json::from_str(&json).expect("compose config --format=json");
     let setup = &config["services"][OPENSEARCH_SETUP];
     let env = &setup["environment"];
