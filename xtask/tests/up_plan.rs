@@ -172,6 +172,11 @@ fn dsql_profile_with_opensearch_visibility_leaves_elasticsearch_out() {
         ],
     );
     assert!(!plan.contains("exec -T elasticsearch"), "{plan}");
+    // Elasticsearch left from a start in the other mode goes before the stack starts.
+    let start = &plan[plan.find("] start").expect("a start stage")..];
+    let remove = start.find("--profile elasticsearch rm --stop --force elasticsearch elasticsearch-setup");
+    let up = start.find("up --detach --wait --remove-orphans");
+    assert!(remove.is_some() && remove < up, "{plan}");
     let readiness = &plan[plan.find("readiness").expect("a readiness stage")..];
     assert!(
         readiness.contains("run --rm --no-deps --quiet-pull temporal-cli workflow count --namespace default"),
@@ -215,7 +220,10 @@ fn lifecycle_commands_pass_the_project_env_file_and_compose_file() {
     let base = "TDSQL_GRAFANA_ADMIN_PASSWORD=*** docker compose --project-name tdsql-local \
                 --env-file profiles/local/generated/compose.env -f profiles/local/compose.yaml";
     assert_eq!(run(&["down"]), format!("{base} --profile '*' down --remove-orphans\n"));
-    assert_eq!(run(&["down", "--volumes"]), format!("{base} --profile '*' down --remove-orphans --volumes\n"));
+    assert_eq!(
+        run(&["down", "--volumes"]),
+        format!("{base} --profile '*' down --remove-orphans --volumes\n")
+    );
     assert_eq!(run(&["ps"]), format!("{base} ps\n"));
     assert_eq!(
         run(&["logs", "temporal-history", "-f", "--tail", "50"]),

@@ -135,6 +135,15 @@ impl UpArgs {
         })?;
 
         progress.stage("start", Output::Streams, || {
+            if settings.config.uses_opensearch() {
+                // Elasticsearch and its job from a start in the other visibility mode: compose's
+                // --remove-orphans leaves services whose profile is off (docker/compose#13027).
+                stack
+                    .compose(None)
+                    .args(["--profile", tdsql_config_renderer::render::COMPOSE_PROFILE_ELASTICSEARCH])
+                    .args(["rm", "--stop", "--force", "elasticsearch", "elasticsearch-setup"])
+                    .run(ctx)?;
+            }
             stack
                 .compose(Some(&password))
                 .args(["up", "--detach", "--wait", "--remove-orphans", "--wait-timeout"])
