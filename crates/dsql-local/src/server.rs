@@ -802,3 +802,27 @@ async fn simple_query(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upstream_is_a_tcp_host_or_a_socket_directory_in_every_form_libpq_has() {
+        let tcp = UpstreamConfig::from_url("postgres://admin:pw@db.internal:6432/app").unwrap();
+        assert_eq!((tcp.host.as_str(), tcp.port, tcp.database.as_str()), ("db.internal", 6432, "app"));
+        assert_eq!(upstream_addr(&tcp), "db.internal:6432");
+        for url in [
+            "host=/var/run/postgresql port=5432 user=admin dbname=postgres",
+            "postgres://admin@%2Fvar%2Frun%2Fpostgresql:5432/postgres",
+            "postgres://admin@/postgres?host=/var/run/postgresql&port=5432",
+        ] {
+            let unix = UpstreamConfig::from_url(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(unix.host, "/var/run/postgresql", "{url}");
+            assert_eq!(upstream_addr(&unix), "/var/run/postgresql/.s.PGSQL.5432", "{url}");
+            assert_eq!((unix.user.as_str(), unix.database.as_str()), ("admin", "postgres"), "{url}");
+        }
+        let error = UpstreamConfig::from_url("user=admin dbname=postgres").unwrap_err().to_string();
+        assert!(error.contains("no host"), "{error}");
+    }
+}
