@@ -429,6 +429,33 @@ fn a_cluster_deleted_outside_terraform_and_prevent_destroy_are_explained() {
     assert_eq!(cluster_on_moto(&identifier), None, "and created nothing");
 }
 
+/// Creates the on-demand table `name` with the string hash key `key` on moto, behind terraform's back.
+fn create_table_on_moto(name: &str, key: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    block_on(async {
+        let sdk = tdsql_test_support::aws_config(REGION).await;
+        aws_sdk_dynamodb::Client::new(&sdk)
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(key)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder().attribute_name(key).key_type(KeyType::Hash).build().unwrap(),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateTable {name} on moto: {e:?}"));
+    });
+}
+
 /// What moto says about an OpenSearch domain, when it exists.
 fn domain_on_moto(name: &str) -> Option<aws_sdk_opensearch::types::DomainStatus> {
     use aws_sdk_opensearch::operation::describe_domain::DescribeDomainError;
@@ -704,29 +731,7 @@ fn a_local_state_migrates_into_s3_and_plans_without_changes() {
     let lock_table = format!("{}-locks", sandbox.project);
     let (status, response) = s3_request("PUT", &format!("/{bucket}"));
     assert_eq!(status, 200, "creating bucket {bucket} on moto:\n{response}");
-    block_on(async {
-        use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-        };
-        let sdk = tdsql_test_support::aws_config(REGION).await;
-        aws_sdk_dynamodb::Client::new(&sdk)
-            .create_table()
-            .table_name(&lock_table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("LockID")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder().attribute_name("LockID").key_type(KeyType::Hash).build().unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
-    });
+    create_table_on_moto(&lock_table, "LockID");
     let mut config = std::fs::read_to_string(sandbox.config_file()).unwrap();
     config.push_str(&format!(
         "\n[infra.state]\nbackend = \"s3\"\nbucket = \"{bucket}\"\nlock_table = \"{lock_table}\"\n"
@@ -918,29 +923,7 @@ fn bootstrap_state_creates_the_bucket_and_lock_table_once() {
 
     // A table of the coordination kind (hash key pk) is no lock table.
     let (rate_limiter, _) = table_names(&sandbox);
-    block_on(async {
-        use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-        };
-        let sdk = tdsql_test_support::aws_config(REGION).await;
-        aws_sdk_dynamodb::Client::new(&sdk)
-            .create_table()
-            .table_name(&rate_limiter)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("pk")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
-    });
+    create_table_on_moto(&rate_limiter, "pk");
     let config = std::fs::read_to_string(sandbox.config_file()).unwrap().replace(&lock_table, &rate_limiter);
     std::fs::write(sandbox.config_file(), config).unwrap();
     let wrong = sandbox.run(&["infra", "bootstrap-state"]).failure();
