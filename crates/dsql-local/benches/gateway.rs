@@ -223,15 +223,7 @@ async fn main() {
     );
     let pki = std::env::temp_dir().join(format!("dsql-local-bench-{}", std::process::id()));
     let (paths, _) = certs::ensure_pki(&pki, &["localhost".to_owned()]).unwrap();
-    let dirs: String = setup.query_one("SHOW unix_socket_directories", &[]).await.unwrap().get(0);
-    let socket_dir = dirs.split(',').next().unwrap().trim().to_owned();
-    let socket_url = format!(
-        "host={socket_dir} port={} user={} password={} dbname={}",
-        upstream.get_ports()[0],
-        upstream.get_user().unwrap(),
-        String::from_utf8_lossy(upstream.get_password().unwrap()),
-        upstream.get_dbname().unwrap()
-    );
+    let socket_url = tdsql_test_support::unix_socket_url(&upstream).await;
 
     // The gateway as it runs in compose: a process of its own (its CPU and memory are its own).
     let (gateway_tcp, tcp_addr) = spawn_gateway(&url, &pki);

@@ -264,19 +264,9 @@ async fn a_gateway_restarted_in_front_of_a_prepared_database_starts_and_keeps_it
 #[tokio::test]
 async fn a_gateway_reaches_postgresql_over_its_unix_socket_with_the_same_semantics_and_cancels() {
     let tcp = gateway("unix").await;
-    let dirs: String =
-        tcp.upstream().await.query_one("SHOW unix_socket_directories", &[]).await.unwrap().get(0);
-    let dir = dirs.split(',').next().unwrap().trim().to_owned();
-    assert!(dir.starts_with('/'), "the harness's PostgreSQL has a socket directory: {dirs}");
+    let url = tdsql_test_support::unix_socket_url(&tcp.upstream).await;
     let up = &tcp.upstream;
-    let url = format!(
-        "host={dir} port={} user={} password={} dbname={}",
-        up.get_ports()[0],
-        up.get_user().unwrap(),
-        String::from_utf8_lossy(up.get_password().unwrap()),
-        up.get_dbname().unwrap()
-    );
-    let gw = tcp.another_with(&url).await.unwrap_or_else(|e| panic!("a gateway on {dir}: {e:#}"));
+    let gw = tcp.another_with(&url).await.unwrap_or_else(|e| panic!("a gateway on `{url}`: {e:#}"));
     let client = gw.connect().await;
     // PostgreSQL reports no server address for a session on its Unix-domain socket.
     let row = client.query_one("SELECT inet_server_addr() IS NULL, current_database()", &[]).await.unwrap();

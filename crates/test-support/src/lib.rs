@@ -134,6 +134,29 @@ pub async fn fresh_database(label: &str) -> tokio_postgres::Config {
     config
 }
 
+/// The key=value connection string of `config`'s database on the server's Unix-domain socket (the
+/// first of its `unix_socket_directories`), for clients that must skip TCP.
+///
+/// # Panics
+/// When the server cannot be asked or has no socket directory.
+pub async fn unix_socket_url(config: &tokio_postgres::Config) -> String {
+    let dirs: String = connect(config)
+        .await
+        .query_one("SHOW unix_socket_directories", &[])
+        .await
+        .unwrap_or_else(|e| panic!("SHOW unix_socket_directories: {}", describe(&e)))
+        .get(0);
+    let dir = dirs.split(',').next().unwrap_or_default().trim();
+    assert!(dir.starts_with('/'), "the test PostgreSQL has no socket directory: {dirs:?}");
+    format!(
+        "host={dir} port={} user={} password={} dbname={}",
+        config.get_ports().first().copied().unwrap_or(5432),
+        config.get_user().unwrap_or("postgres"),
+        String::from_utf8_lossy(config.get_password().unwrap_or_default()),
+        config.get_dbname().unwrap_or("postgres")
+    )
+}
+
 /// A PostgreSQL error with the server's message and SQLSTATE (tokio-postgres shows only "db error").
 #[must_use]
 pub fn describe(error: &tokio_postgres::Error) -> String {
